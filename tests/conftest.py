@@ -12,7 +12,7 @@ import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -93,3 +93,17 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No database configuration from the environment (for Settings built in a test)."""
     for name in ("DATABASE_URL", "CLOUD_SQL_INSTANCE", "DB_AUTH", "DB_IAM_USER"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture()
+def configure(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Set environment settings for one test (`configure(queue_backend="inline")`)."""
+
+    def apply(**env: str) -> None:
+        for key, value in env.items():
+            monkeypatch.setenv(key.upper(), value)
+        get_settings.cache_clear()
+
+    yield apply
+    monkeypatch.undo()
+    get_settings.cache_clear()

@@ -202,6 +202,45 @@ def demo() -> None:
         db_stop()
 
 
+dev_app = typer.Typer(help="The local stack (database, Cloud Tasks emulator, functions).")
+app.add_typer(dev_app, name="dev")
+
+
+@dev_app.callback(invoke_without_command=True)
+def dev(
+    ctx: typer.Context,
+    detach: Annotated[
+        bool, typer.Option(help="start and return; stop with `ragline dev stop`")
+    ] = False,
+) -> None:
+    """Run the local stack in the foreground until Ctrl-C (or --detach)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ragline import devstack
+
+    _step("starting the local stack")
+    stack = devstack.start(progress=typer.echo)
+    logs = get_settings().ragline_home / "logs"
+    typer.echo(f"ready: {devstack.state_file()} (API key inside); logs in {logs}")
+    if detach:
+        return
+    try:
+        signal.pause()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        _step("stopping the local stack")
+        devstack.stop(stack)
+
+
+@dev_app.command("stop")
+def dev_stop() -> None:
+    """Stop a detached local stack."""
+    from ragline import devstack
+
+    typer.echo("stopped" if devstack.stop() else "no local stack running")
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # Exit normally so atexit handlers (embedded server, child processes) run.
     sys.exit(128 + signum)

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     task_secret: SecretStr | None = Field(
         default=None, description="Shared secret header for task endpoints (local stack)"
     )
+    task_max_attempts: int = Field(
+        default=5, ge=1, description="Attempts per task (match the queue's max_attempts)"
+    )
+    task_auth: Literal["secret", "oidc", "none"] = Field(
+        default="secret", description="How task endpoints verify their caller is the queue"
+    )
     sqs_queue_urls: dict[str, str] = Field(default_factory=dict)
     chunk_tokens: int = 200
     chunk_overlap_tokens: int = 40

@@ -1,0 +1,62 @@
+"""Shared bench plumbing: a scratch embedded database and result recording."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """A fresh embedded server + migrated database for one bench run (stopped afterwards)."""
+    from ragline import db, embedded, migrate
+    from ragline.config import get_settings
+
+    home = Path(tempfile.mkdtemp(prefix="rlb-", dir="/tmp"))
+    server = embedded.start(home / "pg")
+    try:
+        embedded.ensure_database(server, "bench")
+        url = server.url("bench")
+        os.environ.update({"DATABASE_URL": url, "RAGLINE_HOME": str(home)})
+        get_settings.cache_clear()
+        db.reset_engines()
+        migrate.upgrade("head")
+        yield url
+    finally:
+        db.reset_engines()
+        embedded.stop(home / "pg")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(statistics.median(values), 2) if values else float("nan"),
+        "p95_ms": round(percentile(values, 0.95), 2),
+    }
+
+
+def record(name: str, result: dict[str, Any]) -> None:
+    """Print the result as one JSON object and append it to bench/results/<name>.jsonl."""
+    result = {"bench": name, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **result}
+    RESULTS.mkdir(exist_ok=True)
+    with (RESULTS / f"{name}.jsonl").open("a") as fh:
+        fh.write(json.dumps(result) + "\n")
+    print(json.dumps(result, indent=2))

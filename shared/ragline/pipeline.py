@@ -1,0 +1,327 @@
+"""The ingestion stages: chunk → embed → finalize. Each is idempotent under at-least-once
+delivery: unique `(document_id, ord)`, compare-and-set status transitions under a row lock,
+vectors written only where missing, and enqueues done after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from ragline import queues, tenancy
+from ragline.config import get_settings
+from ragline.errors import RaglineError, TransientError
+from ragline.logs import log
+from ragline.models import Chunk, Document, Run
+
+ACTIVE = ("pending", "chunking", "embedding")
+
+
+class TaskPayload(BaseModel):
+    """What every stage task carries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    org_id: uuid.UUID
+    document_id: uuid.UUID
+    batch: int | None = Field(default=None, ge=0)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """`ok` = acknowledge the task (done, nothing to do, or failed for good)."""
+
+    ok: bool
+    detail: str
+
+
+def _ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)
+
+
+def _add_timing(doc_id: uuid.UUID, key: str, ms: float) -> Any:
+    """An UPDATE fragment adding `ms` to `timings[key]` atomically."""
+    current = sa.func.coalesce(Document.timings[key].astext.cast(sa.Float), 0.0)
+    return Document.timings.op("||")(sa.func.jsonb_build_object(key, current + ms))
+
+
+def _locked_doc(session: Session, doc_id: uuid.UUID) -> Document | None:
+    return tenancy.get(session, Document, doc_id, for_update=True)
+
+
+# --- stages ------------------------------------------------------------------------------
+
+
+def chunk(task: TaskPayload) -> None:
+    """Split the document into chunks (once), then enqueue one embed task per batch."""
+    settings = get_settings()
+    started = time.monotonic()
+    with tenancy.tenant_session(task.org_id) as session:
+        doc = _locked_doc(session, task.document_id)
+        if doc is None or doc.status not in ACTIVE:
+            return
+        existing = tenancy.count(session, Chunk, Chunk.document_id == doc.id)
+        if existing == 0:
+            from ragline.chunking import split_document
+
+            pieces = split_document(
+                doc.content,
+                max_tokens=settings.chunk_tokens,
+                overlap_tokens=settings.chunk_overlap_tokens,
+            )
+            rows = [
+                {
+                    "org_id": task.org_id,
+                    "document_id": doc.id,
+                    "ord": p.ord,
+                    "text": p.text,
+                    "section_label": p.section_label,
+                    "token_count": p.token_count,
+                    "start_offset": p.start,
+                    "end_offset": p.end,
+                }
+                for p in pieces
+            ]
+            if rows:
+                session.execute(
+                    insert(Chunk).on_conflict_do_nothing(index_elements=["document_id", "ord"]),
+                    rows,
+                )
+            existing = len(rows)
+        if doc.status != "embedding":
+            doc.status = "embedding"
+            doc.chunk_count = existing
+            doc.updated_at = sa.func.now()
+            session.flush()
+            session.execute(
+                tenancy.scoped_update(session, Document, Document.id == doc.id).values(
+                    timings=_add_timing(doc.id, "chunk_ms", _ms(started))
+                )
+            )
+        n_chunks = existing
+    size = settings.embed_batch_chunks
+    batches = (n_chunks + size - 1) // size
+    for i in range(batches):
+        queues.enqueue(
+            "embed",
+            {"org_id": str(task.org_id), "document_id": str(task.document_id), "batch": i},
+            f"embed-{task.document_id}-{i}",
+        )
+    if batches == 0:
+        _enqueue_finalize(task)
+
+
+def embed(task: TaskPayload) -> None:
+    """Embed one batch of chunks, writing only missing vectors; enqueue finalize when done."""
+    from ragline.embeddings import get_embedder
+
+    settings = get_settings()
+    size = settings.embed_batch_chunks
+    batch = task.batch or 0
+    started = time.monotonic()
+    with tenancy.tenant_session(task.org_id) as session:
+        doc = tenancy.get(session, Document, task.document_id)
+        if doc is None or doc.status != "embedding":
+            return
+        todo = session.execute(
+            tenancy.scoped_select(
+                session,
+                Chunk,
+                Chunk.document_id == task.document_id,
+                Chunk.ord >= batch * size,
+                Chunk.ord < (batch + 1) * size,
+                Chunk.embedding.is_(None),
+            )
+            .with_only_columns(Chunk.id, Chunk.text)
+            .order_by(Chunk.ord)
+        ).all()
+    if todo:
+        # The model runs outside any transaction: no locks held while computing.
+        embedder = get_embedder(settings)
+        vectors = embedder.embed([t.text for t in todo], kind="document")
+        with tenancy.tenant_session(task.org_id) as session:
+            table = cast(sa.Table, Chunk.__table__)
+            # Core executemany (not ORM bulk-by-primary-key): guarded by `embedding IS NULL`
+            # so a duplicate delivery never overwrites a vector.
+            session.connection().execute(
+                sa.update(table)
+                .where(
+                    table.c.org_id == task.org_id,
+                    table.c.id == sa.bindparam("cid"),
+                    table.c.embedding.is_(None),
+                )
+                .values(embedding=sa.bindparam("vec"), embedding_model=embedder.name),
+                [{"cid": t.id, "vec": v} for t, v in zip(todo, vectors, strict=True)],
+            )
+            session.execute(
+                tenancy.scoped_update(session, Document, Document.id == task.document_id).values(
+                    timings=_add_timing(task.document_id, "embed_ms", _ms(started))
+                )
+            )
+    with tenancy.tenant_session(task.org_id) as session:
+        missing = tenancy.count(
+            session, Chunk, Chunk.document_id == task.document_id, Chunk.embedding.is_(None)
+        )
+    if missing == 0:
+        _enqueue_finalize(task)
+
+
+def _enqueue_finalize(task: TaskPayload) -> None:
+    queues.enqueue(
+        "finalize",
+        {"org_id": str(task.org_id), "document_id": str(task.document_id)},
+        f"finalize-{task.document_id}",
+    )
+
+
+def finalize(task: TaskPayload) -> None:
+    """Verify every chunk is there and embedded, then mark the document ready (once)."""
+    with tenancy.tenant_session(task.org_id) as session:
+        doc = _locked_doc(session, task.document_id)
+        if doc is None or doc.status != "embedding":
+            return
+        total, embedded, lo, hi = session.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.count(Chunk.embedding),
+                sa.func.min(Chunk.ord),
+                sa.func.max(Chunk.ord),
+            ).where(Chunk.org_id == task.org_id, Chunk.document_id == doc.id)
+        ).one()
+        expected = doc.chunk_count or 0
+        contiguous = total == 0 or (lo == 0 and hi == total - 1)
+        if total != expected or embedded != total or not contiguous:
+            raise TransientError(
+                f"document not complete: {embedded}/{total} embedded, {expected} expected"
+            )
+        ingested = session.scalar(
+            sa.select(sa.extract("epoch", sa.func.now() - Document.created_at)).where(
+                Document.id == doc.id
+            )
+        )
+        total_ms = round(float(ingested or 0) * 1000, 1)
+        doc.status = "ready"
+        doc.error = None
+        doc.updated_at = sa.func.now()
+        session.flush()
+        session.execute(
+            tenancy.scoped_update(session, Document, Document.id == doc.id).values(
+                timings=Document.timings.op("||")(sa.func.jsonb_build_object("total_ms", total_ms))
+            )
+        )
+        session.refresh(doc)
+        session.execute(
+            tenancy.scoped_update(
+                session,
+                Run,
+                Run.document_id == doc.id,
+                Run.kind == "ingest",
+                Run.status == "running",
+            ).values(
+                status="succeeded",
+                finished_at=sa.func.now(),
+                updated_at=sa.func.now(),
+                state={"chunks": total, "timings": doc.timings},
+            )
+        )
+    log(
+        "INFO",
+        "document ready",
+        event="document_ready",
+        org_id=task.org_id,
+        document_id=task.document_id,
+        chunks=total,
+    )
+
+
+HANDLERS: dict[str, Callable[[TaskPayload], None]] = {
+    "chunk": chunk,
+    "embed": embed,
+    "finalize": finalize,
+}
+
+
+# --- the runner ----------------------------------------------------------------------------
+
+
+def mark_failed(task: TaskPayload, stage: str, error: str) -> None:
+    """Record a permanent failure on the document and its ingest run."""
+    with tenancy.tenant_session(task.org_id) as session:
+        doc = _locked_doc(session, task.document_id)
+        if doc is None or doc.status not in ACTIVE:
+            return
+        message = f"{stage}: {error}"[:2000]
+        doc.status = "failed"
+        doc.error = message
+        doc.updated_at = sa.func.now()
+        session.execute(
+            tenancy.scoped_update(
+                session,
+                Run,
+                Run.document_id == doc.id,
+                Run.kind == "ingest",
+                Run.status == "running",
+            ).values(
+                status="failed", error=message, finished_at=sa.func.now(), updated_at=sa.func.now()
+            )
+        )
+    log(
+        "ERROR",
+        "document failed",
+        event="document_failed",
+        org_id=task.org_id,
+        document_id=task.document_id,
+        stage=stage,
+        error=error[:500],
+    )
+
+
+def _inject_fault(stage: str, attempt: int) -> None:
+    """FAULT_INJECT='embed:1' fails the first attempt of every embed task (tests only)."""
+    for item in filter(None, get_settings().fault_inject.split(",")):
+        name, _, count = item.partition(":")
+        if name.strip() == stage and attempt < int(count or 1):
+            raise TransientError(f"injected fault in {stage} (attempt {attempt})")
+
+
+def run_stage(stage: str, raw: dict[str, Any], *, attempt: int, max_attempts: int) -> Outcome:
+    """Run one delivery of a stage task and say whether the queue should retry it."""
+    task = TaskPayload.model_validate(raw)
+    handler = HANDLERS[stage]
+    try:
+        _inject_fault(stage, attempt)
+        handler(task)
+        return Outcome(True, "done")
+    except (TransientError, sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        transient = True
+    except RaglineError as exc:
+        error = f"{exc.code}: {exc.message}"
+        transient = False
+    except Exception as exc:  # unknown: retry, but never forever
+        error = f"{type(exc).__name__}: {exc}"
+        transient = True
+    last = attempt + 1 >= max_attempts
+    log(
+        "WARNING",
+        f"{stage} attempt {attempt} failed",
+        event="stage_error",
+        stage=stage,
+        org_id=task.org_id,
+        document_id=task.document_id,
+        attempt=attempt,
+        error=error[:500],
+    )
+    if transient and not last:
+        return Outcome(False, error)
+    mark_failed(task, stage, error)
+    return Outcome(True, f"failed permanently: {error}")

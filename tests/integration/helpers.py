@@ -1,0 +1,38 @@
+"""Shared helpers for integration tests: orgs with API keys, function test clients."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import functions_framework
+
+from ragline import apikeys, db, orgs, tenancy
+
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    org_id: uuid.UUID
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+def make_tenant(slug: str, scopes: tuple[str, ...] = ("read", "write")) -> Tenant:
+    with db.owner_session() as session:
+        org_id, _ = orgs.ensure_org(session, slug)
+        tenancy.bind_org(session, org_id)
+        _, raw = apikeys.create_key(session, "test", list(scopes))
+    return Tenant(org_id, raw)
+
+
+def client(name: str) -> Any:
+    """A werkzeug test client for the real function file `functions/<name>/main.py`."""
+    app = functions_framework.create_app(target=name, source=str(FUNCTIONS / name / "main.py"))
+    return app.test_client()
