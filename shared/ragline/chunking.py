@@ -39,11 +39,11 @@ MIN_MAX_TOKENS = 8
 class Chunk:
     """A piece of a document: an exact slice of it plus its section label and token count."""
 
-    ord: int
-    text: str
-    section_label: str | None
-    token_count: int
-    start: int
+    ord: int  # 0..n-1 in document order
+    text: str  # == document[start:end], stripped, never empty
+    section_label: str | None  # heading path, "Installation > Linux"; None before any heading
+    token_count: int  # count_tokens(text) <= max_tokens
+    start: int  # character offsets into the document; consecutive chunks may overlap
     end: int
 
 
@@ -196,7 +196,9 @@ def _is_underline(char: str, underline: str, title: str) -> bool:
     if char in _SETEXT_CHARS:
         return True  # Markdown setext: any length
     size, title_size = len(underline.strip()), len(title.strip())
-    return title_size <= 2 * size and size <= 2 * title_size + 3
+    # "About the title's length"; a short "~~~" under a line is rather a code fence.
+    minimum = title_size if char == "~" else (title_size + 1) // 2
+    return minimum <= size <= 2 * title_size + 3
 
 
 @dataclass
@@ -428,7 +430,8 @@ def _pieces(text: str, span: _Span, budget: int) -> list[_Span]:
     out: list[_Span] = []
     start = span.start
     while start < span.end:
-        # No text has fewer tokens than 1 per 8 characters, so the search window can stop there.
+        # Any text counts about 1 token per 4 characters or more, so 8 per token overflows
+        # (and if it does not, the window is still a piece that fits).
         high = min(span.end, start + 8 * budget + 8)
         count = count_tokens(text[start:high])
         if count <= budget:

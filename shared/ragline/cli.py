@@ -176,30 +176,27 @@ def key_revoke(key_id: uuid.UUID, org: Annotated[str, typer.Option()]) -> None:
 
 @app.command()
 def demo() -> None:
-    """Start the embedded database, migrate, seed, print what was done, stop."""
-    from ragline import embedded
-    from ragline import migrate as m
-    from ragline import seed as seeding
-    from ragline.db import owner_session, reset_engines
+    """The main job: local stack, ingest Python's reference docs over HTTP, search, totals."""
+    from ragline import demo as demo_run
 
-    s = get_settings()
-    started_here = (
-        s.database_mode == "embedded" and embedded.status(s.ragline_home / "pgdata") is None
-    )
-    _step("database")
-    if s.database_mode == "embedded":
-        db_start()
-    _step("migrations")
-    m.upgrade("head")
-    typer.echo(f"schema at {m.current_revision()}")
-    _step("seed")
-    with owner_session() as session:
-        result = seeding.seed(session)
-    typer.echo(f"demo org {result.org_id}; API key saved in {s.ragline_home / 'demo-api-key'}")
-    reset_engines()
-    if started_here:
-        _step("stopping the embedded database")
-        db_stop()
+    totals = demo_run.run(say=typer.echo)
+    if totals["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def package(
+    out: Annotated[str, typer.Option(help="output directory")] = "build/functions",
+) -> None:
+    """Build one deployable source directory per function (what Terraform zips)."""
+    from pathlib import Path
+
+    from ragline import packaging
+    from ragline.migrate import REPO_ROOT
+
+    built = packaging.build_packages(REPO_ROOT, Path(out))
+    for path in built:
+        typer.echo(f"built {path}")
 
 
 dev_app = typer.Typer(help="The local stack (database, Cloud Tasks emulator, functions).")

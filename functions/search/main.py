@@ -1,0 +1,14 @@
+"""`search`: POST {query, top_k?, mode?, filters?} → ranked chunks of the caller's org."""
+
+import functions_framework
+from flask import Request
+
+from ragline import search as retrieval
+from ragline.http import Context, Reply, endpoint, json_body
+
+
+@functions_framework.http
+@endpoint("search", methods=("POST",), scopes={"POST": "read"})
+def search(req: Request, ctx: Context) -> Reply:
+    result = retrieval.search(ctx.session, json_body(req, retrieval.SearchRequest))
+    return Reply(result.as_dict())
