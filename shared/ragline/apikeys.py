@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from ragline import tenancy
 from ragline.config import get_settings
-from ragline.errors import UnauthenticatedError, ValidationError
+from ragline.errors import ConfigurationError, UnauthenticatedError, ValidationError
 from ragline.models import ApiKey
 
 SCOPES = ("read", "write", "admin")
@@ -31,7 +31,12 @@ class Principal:
 
 def hash_key(raw: str, pepper: str | None = None) -> str:
     """Keyed hash of a full API key (the pepper is a server secret, never in the database)."""
-    secret = pepper if pepper is not None else get_settings().api_key_pepper.get_secret_value()
+    if pepper is None:
+        try:
+            pepper = get_settings().pepper()
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+    secret = pepper
     return hmac.new(secret.encode(), raw.encode(), hashlib.sha256).hexdigest()
 
 

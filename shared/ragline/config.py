@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PEPPER = "local-dev-pepper-change-me"
@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     task_service_account: str | None = Field(
         default=None, description="Service account whose OIDC token Cloud Tasks attaches"
     )
+    task_caller_service_account: str | None = Field(
+        default=None,
+        description="The only service account whose OIDC tokens a task endpoint accepts",
+    )
     task_secret: SecretStr | None = Field(
         default=None, description="Shared secret header for task endpoints (local stack)"
     )
@@ -99,13 +103,15 @@ class Settings(BaseSettings):
     # --- request guardrails ---
     api_key_pepper: SecretStr = SecretStr(DEFAULT_PEPPER)
 
-    @model_validator(mode="after")
-    def _refuse_default_secrets(self) -> Settings:
-        if self.environment in ("gcp", "aws") and (
-            self.api_key_pepper.get_secret_value() == DEFAULT_PEPPER
-        ):
+    def pepper(self) -> str:
+        """The API-key pepper; the built-in development value is refused outside local/test.
+
+        Checked where keys are hashed (not at start-up), so functions that never see an API
+        key, such as the pipeline stages, need no pepper at all."""
+        value = self.api_key_pepper.get_secret_value()
+        if value == DEFAULT_PEPPER and self.environment in ("gcp", "aws"):
             raise ValueError("API_KEY_PEPPER must be set outside local/test environments")
-        return self
+        return value
 
     @property
     def database_mode(self) -> DatabaseMode:

@@ -297,7 +297,8 @@ def _verify_task_caller(req: Request, stage: str) -> None:
         )
     except ValueError as exc:
         raise errors.UnauthenticatedError("invalid OIDC token") from exc
-    if settings.task_service_account and claims.get("email") != settings.task_service_account:
+    caller = settings.task_caller_service_account
+    if caller and claims.get("email") != caller:
         raise errors.ForbiddenError("OIDC token of an unexpected service account")
 
 

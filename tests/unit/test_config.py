@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
 
 from ragline.config import Settings
 
@@ -24,9 +23,11 @@ def test_database_mode_order(env: dict[str, str], mode: str) -> None:
 
 
 def test_default_pepper_refused_outside_local() -> None:
-    with pytest.raises(ValidationError, match="API_KEY_PEPPER"):
-        Settings(_env_file=None, environment="gcp")  # type: ignore[call-arg]
-    assert Settings(_env_file=None, environment="gcp", api_key_pepper="s3cret-pepper")  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="API_KEY_PEPPER"):
+        Settings(_env_file=None, environment="gcp").pepper()  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, environment="gcp", api_key_pepper="s3cret-pepper")  # type: ignore[call-arg]
+    assert settings.pepper() == "s3cret-pepper"
+    assert Settings(_env_file=None, environment="local").pepper()  # type: ignore[call-arg]
 
 
 def test_settings_read_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
