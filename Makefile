@@ -6,11 +6,13 @@ BIN := $(VENV)/bin
 TASKS_VENV := .venv-tasks
 STAMP := $(VENV)/.installed
 TASKS_STAMP := $(TASKS_VENV)/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: setup test lint fmt demo dev dev-stop bench package clean db-stop
 
-setup: $(STAMP) $(TASKS_STAMP)
+setup: $(STAMP) $(TASKS_STAMP) $(CHECKOV_STAMP)
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing ragline[local,dev,aws]"
@@ -28,10 +30,18 @@ $(TASKS_STAMP):
 	@$(TASKS_VENV)/bin/pip install -q 'gcloud-tasks-emulator==0.6.2'
 	@touch $@
 
+# checkov (Terraform static checks) has heavy pins of its own: its own venv too.
+$(CHECKOV_STAMP):
+	@echo "==> creating $(CHECKOV_VENV) with checkov"
+	@test -x $(CHECKOV_VENV)/bin/python || $(PY) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/pip install -q 'checkov>=3.2,<4'
+	@touch $@
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy shared/ragline
+	@if command -v terraform >/dev/null; then TF_CLI_CONFIG_FILE=/dev/null CHECKPOINT_DISABLE=1 terraform fmt -check -recursive terraform; else echo "terraform not installed: fmt check skipped"; fi
 
 fmt: setup
 	$(BIN)/ruff format .

@@ -1,0 +1,166 @@
+/**
+ * ragline on Google Cloud: wires the modules. Project-level resources sit beside
+ * this file by entity (project.tf, iam.tf, secrets.tf, storage.tf, monitoring.tf).
+ */
+
+locals {
+  # One entry per folder in functions/ (the name is the folder, the entry point and the key).
+  # public: HTTP API authenticated by ragline API keys in the app (allUsers invoker, all ingress).
+  # next: the stage this function enqueues to (it gets enqueuer on that queue and actAs on its
+  # task invoker account); embeds: it loads the embedding model.
+  functions = {
+    answer    = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 120 }
+    chunk     = { public = false, next = ["embed"], embeds = false, memory = "512M", timeout_seconds = 300 }
+    documents = { public = true, next = [], embeds = false, memory = "512M", timeout_seconds = 60 }
+    embed     = { public = false, next = ["finalize"], embeds = true, memory = "1Gi", timeout_seconds = 540 }
+    finalize  = { public = false, next = [], embeds = false, memory = "512M", timeout_seconds = 300 }
+    health    = { public = true, next = [], embeds = false, memory = "512M", timeout_seconds = 30 }
+    ingest    = { public = true, next = ["chunk"], embeds = false, memory = "512M", timeout_seconds = 120 }
+    retention = { public = false, next = [], embeds = false, memory = "512M", timeout_seconds = 540 }
+    runs      = { public = true, next = [], embeds = false, memory = "512M", timeout_seconds = 60 }
+    search    = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 60 }
+  }
+
+  # Pipeline stages reached through Cloud Tasks, as ragline.queues.STAGES.
+  stages = ["chunk", "embed", "finalize"]
+
+  # Deterministic run.app URLs (SERVICE-PROJECT_NUMBER.REGION.run.app) of the task
+  # handlers: known before the functions exist, so no function depends on another.
+  # Cloud Tasks reaches ALLOW_INTERNAL_ONLY services on run.app URLs only.
+  stage_urls = {
+    for s in local.stages :
+    s => "https://${var.prefix}-${s}-${data.google_project.this.number}.${var.region}.run.app"
+  }
+
+  # Cloud SQL IAM user = service account email without ".gserviceaccount.com".
+  db_iam_users = {
+    for name, _ in local.functions : name => "${var.prefix}-${name}@${var.project_id}.iam"
+  }
+
+  common_env = {
+    CLOUD_SQL_INSTANCE = coalesce(var.cloud_sql_instance_override, module.database.connection_name)
+    DB_NAME            = module.database.database_name
+    EMBEDDING_PROVIDER = var.embedding_provider
+    ENVIRONMENT        = "gcp"
+    FUNCTION_URLS      = jsonencode(local.stage_urls)
+    GCP_PROJECT        = var.project_id
+    GCP_REGION         = var.region
+    QUEUE_BACKEND      = "cloudtasks"
+    QUEUE_PREFIX       = var.prefix
+    # Task endpoints verify the Cloud Tasks OIDC token; retries as many as the queue makes.
+    TASK_AUTH         = "oidc"
+    TASK_MAX_ATTEMPTS = tostring(var.queue_config.max_attempts)
+  }
+
+  minilm = var.embedding_provider == "minilm"
+  openai = var.embedding_provider == "openai"
+  vertex = var.embedding_provider == "vertex"
+
+  # Optional variables are filtered per function with `if` (a conditional between
+  # objects of different shapes does not type-check).
+  function_env = {
+    for name, f in local.functions : name => merge(
+      local.common_env,
+      { DB_IAM_USER = local.db_iam_users[name] },
+      # OIDC identity Cloud Tasks uses to call the next stage.
+      { for s in f.next : "TASK_SERVICE_ACCOUNT" => google_service_account.task_invoker[s].email },
+      # OIDC identity a task handler accepts: its own stage's invoker account.
+      { for s in local.stages : "TASK_CALLER_SERVICE_ACCOUNT" => google_service_account.task_invoker[s].email if s == name },
+      # `ragline package` copies the MiniLM tokenizer into the source root (/workspace).
+      { for k, v in { MINILM_TOKENIZER_PATH = "/workspace/minilm-tokenizer.json" } : k => v if f.embeds && local.minilm },
+      { for k, v in { VERTEX_LOCATION = var.region, VERTEX_PROJECT = var.project_id } : k => v if f.embeds && local.vertex },
+    )
+  }
+
+  function_secret_env = {
+    for name, f in local.functions : name => merge(
+      # API key hashes are HMAC(pepper): only the HTTP functions verify keys.
+      { for k, v in { API_KEY_PEPPER = google_secret_manager_secret.pepper.secret_id } : k => { secret = v } if f.public },
+      { for k, v in { OPENAI_API_KEY = one(google_secret_manager_secret.openai[*].secret_id) } : k => { secret = v } if f.embeds && local.openai },
+    )
+  }
+}
+
+module "function" {
+  source   = "./modules/function"
+  for_each = local.functions
+
+  project_id            = var.project_id
+  region                = var.region
+  prefix                = var.prefix
+  name                  = each.key
+  description           = "ragline ${each.key} (${each.value.public ? "public HTTP API" : "private task handler"})"
+  labels                = { function = each.key }
+  source_dir            = var.functions_source_dir
+  source_bucket         = google_storage_bucket.sources.name
+  build_service_account = var.build_service_account
+
+  public           = each.value.public
+  ingress_settings = each.value.public ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
+  invoker_service_accounts = {
+    for s in local.stages : "tasks" => google_service_account.task_invoker[s].email if s == each.key
+  }
+
+  memory          = coalesce(try(var.function_overrides[each.key].memory, null), each.value.memory)
+  timeout_seconds = coalesce(try(var.function_overrides[each.key].timeout_seconds, null), each.value.timeout_seconds)
+  max_instances   = coalesce(try(var.function_overrides[each.key].max_instances, null), var.function_max_instances)
+
+  environment_variables        = local.function_env[each.key]
+  secret_environment_variables = local.function_secret_env[each.key]
+
+  depends_on = [google_project_service.apis]
+}
+
+module "database" {
+  source = "./modules/database"
+
+  project_id          = var.project_id
+  region              = var.region
+  prefix              = var.prefix
+  database_name       = "ragline"
+  database_version    = var.db_version
+  edition             = var.db_edition
+  tier                = var.db_tier
+  availability_type   = var.db_availability_type
+  backup              = var.db_backup
+  deletion_protection = var.deletion_protection
+  iam_service_accounts = merge(
+    { for name, _ in local.functions : name => module.function[name].service_account_email },
+    { migrate = google_service_account.migrate.email },
+  )
+
+  depends_on = [google_project_service.apis]
+}
+
+module "queue" {
+  source   = "./modules/queue"
+  for_each = toset(local.stages)
+
+  project_id = var.project_id
+  region     = var.region
+  prefix     = var.prefix
+  stage      = each.key
+  config     = var.queue_config
+  # Only the previous stage may enqueue (ingest -> chunk -> embed -> finalize).
+  enqueuer_service_accounts = {
+    for name, f in local.functions : name => module.function[name].service_account_email
+    if contains(f.next, each.key)
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+module "scheduler" {
+  source = "./modules/scheduler"
+
+  project_id     = var.project_id
+  region         = var.region
+  prefix         = var.prefix
+  name           = "retention"
+  schedule       = var.retention_schedule
+  time_zone      = var.retention_time_zone
+  target_service = module.function["retention"].function_name
+  target_url     = module.function["retention"].uri
+
+  depends_on = [google_project_service.apis]
+}

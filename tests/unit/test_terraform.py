@@ -1,0 +1,555 @@
+"""Terraform under terraform/ agrees with the code: functions, queues, scheduler, IAM, settings.
+
+Terraform cannot init here (no provider downloads), so these tests read the HCL with
+python-hcl2 and check the contract statically; `terraform fmt` and checkov run when present.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+from ragline.config import Settings
+from ragline.queues import STAGES, queue_name
+
+REPO = Path(__file__).resolve().parents[2]
+TF = REPO / "terraform"
+MODULES = ("database", "function", "queue", "scheduler")
+
+#: The contract: one folder under functions/ and one Terraform entry per name.
+PUBLIC_FUNCTIONS = frozenset({"ingest", "documents", "search", "answer", "runs", "health"})
+TASK_FUNCTIONS = frozenset({"chunk", "embed", "finalize"})
+SCHEDULED_FUNCTIONS = frozenset({"retention"})
+FUNCTION_NAMES = PUBLIC_FUNCTIONS | TASK_FUNCTIONS | SCHEDULED_FUNCTIONS
+#: Which queue each function enqueues to (ingest -> chunk -> embed -> finalize).
+CHAIN = {"ingest": ["chunk"], "chunk": ["embed"], "embed": ["finalize"]}
+
+REQUIRED_ENV = {
+    "API_KEY_PEPPER",
+    "CLOUD_SQL_INSTANCE",
+    "DB_IAM_USER",
+    "DB_NAME",
+    "EMBEDDING_PROVIDER",
+    "ENVIRONMENT",
+    "FUNCTION_URLS",
+    "GCP_PROJECT",
+    "GCP_REGION",
+    "QUEUE_BACKEND",
+    "QUEUE_PREFIX",
+    "TASK_AUTH",
+    "TASK_MAX_ATTEMPTS",
+    "TASK_SERVICE_ACCOUNT",
+}
+
+
+# --- reading HCL -----------------------------------------------------------------------------
+
+
+def _strip(value: Any) -> Any:
+    """Normalise python-hcl2 output across versions: no quotes around strings, no markers."""
+    if isinstance(value, dict):
+        return {
+            _strip(k): _strip(v)
+            for k, v in value.items()
+            if k not in ("__is_block__", "__comments__", "__inline_comments__")
+        }
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+@cache
+def load(path: Path) -> dict[str, Any]:
+    return load_text(path.read_text(encoding="utf-8"))
+
+
+def load_text(text: str) -> dict[str, Any]:
+    try:
+        from hcl2.utils import SerializationOptions
+    except ImportError:  # python-hcl2 < 7 returns unquoted strings already
+        data: dict[str, Any] = hcl2.loads(text)
+    else:
+        options = SerializationOptions(
+            strip_string_quotes=True, explicit_blocks=False, with_comments=False
+        )
+        data = hcl2.loads(text, serialization_options=options)
+    result: dict[str, Any] = _strip(data)
+    return result
+
+
+def blocks(directory: Path, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(label, body) of every `kind` block (module, variable, output, locals) in a directory."""
+    for path in sorted(directory.glob("*.tf")):
+        for entry in load(path).get(kind, []):
+            if kind == "locals":
+                yield path.name, entry
+            else:
+                yield from entry.items()
+
+
+def resources(directory: Path) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(type, name, body) of every resource in a directory."""
+    for path in sorted(directory.glob("*.tf")):
+        for entry in load(path).get("resource", []):
+            for rtype, named in entry.items():
+                for name, body in named.items():
+                    yield rtype, name, body
+
+
+def local_values(directory: Path = TF) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for _, body in blocks(directory, "locals"):
+        merged.update(body)
+    return merged
+
+
+def module_call(name: str) -> dict[str, Any]:
+    calls = dict(blocks(TF, "module"))
+    assert name in calls, f"module {name!r} is not called from terraform/"
+    return calls[name]
+
+
+def variables(directory: Path) -> dict[str, dict[str, Any]]:
+    return dict(blocks(directory, "variable"))
+
+
+def default_prefix() -> str:
+    prefix = variables(TF)["prefix"]["default"]
+    assert isinstance(prefix, str)
+    return prefix
+
+
+def tf_functions() -> dict[str, dict[str, Any]]:
+    functions = local_values()["functions"]
+    assert isinstance(functions, dict)
+    return functions
+
+
+def settings(prefix: str) -> Settings:
+    return Settings(queue_prefix=prefix, environment="test", _env_file=None)
+
+
+# --- functions ---------------------------------------------------------------------------------
+
+
+def test_terraform_declares_every_contract_function() -> None:
+    assert set(tf_functions()) == FUNCTION_NAMES
+
+
+def test_every_function_folder_has_a_terraform_entry() -> None:
+    folders = sorted(p.parent.name for p in (REPO / "functions").glob("*/main.py"))
+    if not folders:
+        pytest.skip("functions/ has no <name>/main.py yet; the fixed name list is checked above")
+    missing = set(folders) - set(tf_functions())
+    assert not missing, f"functions without a Terraform entry: {sorted(missing)}"
+    unexpected = set(folders) - FUNCTION_NAMES
+    assert not unexpected, f"function folders outside the contract list: {sorted(unexpected)}"
+
+
+def test_one_module_instance_per_function_named_after_it() -> None:
+    call = module_call("function")
+    assert call["source"] == "./modules/function"
+    assert call["for_each"] == "${local.functions}"
+    assert call["name"] == "${each.key}"
+    cf = _resource("function", "google_cloudfunctions2_function")
+    build = cf["build_config"][0]
+    assert build["entry_point"] == "${var.name}"
+    assert build["runtime"] == "${var.runtime}"
+    assert variables(TF / "modules" / "function")["runtime"]["default"] == "python311"
+    assert local_values(TF / "modules" / "function")["function_name"] == "${var.prefix}-${var.name}"
+
+
+def test_memory_defaults_and_embed_gets_one_gib() -> None:
+    assert variables(TF / "modules" / "function")["memory"]["default"] == "512M"
+    functions = tf_functions()
+    assert functions["embed"]["memory"] == "1Gi"
+    assert module_call("function")["memory"].endswith("each.value.memory)}")
+
+
+def _resource(module: str, rtype: str, name: str | None = None) -> dict[str, Any]:
+    directory = TF if module == "." else TF / "modules" / module
+    for t, n, body in resources(directory):
+        if t == rtype and (name is None or n == name):
+            return body
+    raise AssertionError(f"no {rtype} {name or ''} in {directory}")
+
+
+# --- queues ------------------------------------------------------------------------------------
+
+
+def test_every_stage_has_a_queue_named_like_the_code() -> None:
+    assert local_values()["stages"] == list(STAGES)
+    call = module_call("queue")
+    assert call["for_each"] == "${toset(local.stages)}"
+    assert call["stage"] == "${each.key}"
+    assert call["prefix"] == "${var.prefix}"
+    template = _resource("queue", "google_cloud_tasks_queue")["name"]
+    for prefix in (default_prefix(), "acme-dev"):
+        for stage in STAGES:
+            rendered = template.replace("${var.prefix}", prefix).replace("${var.stage}", stage)
+            assert rendered == queue_name(stage, settings(prefix))
+
+
+def test_queue_prefix_and_task_urls_follow_the_same_names() -> None:
+    values = local_values()
+    assert values["common_env"]["QUEUE_PREFIX"] == "${var.prefix}"
+    assert values["common_env"]["CLOUD_SQL_INSTANCE"] == (
+        "${coalesce(var.cloud_sql_instance_override, module.database.connection_name)}"
+    )
+    assert values["common_env"]["FUNCTION_URLS"] == "${jsonencode(local.stage_urls)}"
+    # Deterministic run.app URL of the service PREFIX-STAGE (= the function's name).
+    assert "https://${var.prefix}-${s}-${data.google_project.this.number}." in values["stage_urls"]
+    assert "for s in local.stages" in values["stage_urls"]
+
+
+def test_queue_retry_and_rate_settings_are_configured() -> None:
+    queue = _resource("queue", "google_cloud_tasks_queue")
+    retry = queue["retry_config"][0]
+    for key in ("max_attempts", "min_backoff", "max_backoff", "max_doublings"):
+        assert key in retry
+    assert {"max_dispatches_per_second", "max_concurrent_dispatches"} <= set(
+        queue["rate_limits"][0]
+    )
+
+
+def test_enqueue_chain_previous_stage_only() -> None:
+    functions = tf_functions()
+    nexts = {name: f["next"] for name, f in functions.items() if f["next"]}
+    assert nexts == CHAIN
+    assert functions["documents"]["next"] == []
+    previous = ["ingest", *STAGES[:-1]]
+    for before, stage in zip(previous, STAGES, strict=True):
+        assert CHAIN[before] == [stage]
+    enqueuers = module_call("queue")["enqueuer_service_accounts"]
+    assert "if contains(f.next, each.key)" in enqueuers
+    iam = _resource("queue", "google_cloud_tasks_queue_iam_member")
+    assert iam["role"] == "roles/cloudtasks.enqueuer"
+    assert iam["for_each"] == "${var.enqueuer_service_accounts}"
+
+
+def test_enqueuers_may_act_as_the_next_stage_invoker() -> None:
+    act_as = _resource(".", "google_service_account_iam_member", "task_invoker_user")
+    assert act_as["role"] == "roles/iam.serviceAccountUser"
+    assert "f.next[0]" in act_as["for_each"]
+    assert "task_invoker[each.value]" in act_as["service_account_id"]
+    assert "TASK_SERVICE_ACCOUNT" in local_values()["function_env"]
+    env = local_values()["function_env"]
+    assert '"TASK_SERVICE_ACCOUNT" => google_service_account.task_invoker[s].email' in env
+    assert "for s in f.next" in env
+    # A task handler accepts tokens of its own stage's invoker account only.
+    assert (
+        '"TASK_CALLER_SERVICE_ACCOUNT" => google_service_account.task_invoker[s].email if s == name'
+        in env
+    )
+
+
+# --- invocation: public vs private -------------------------------------------------------------
+
+
+def test_public_flag_only_on_the_http_functions() -> None:
+    public = {name for name, f in tf_functions().items() if f["public"] is True}
+    assert public == PUBLIC_FUNCTIONS
+    call = module_call("function")
+    assert call["public"] == "${each.value.public}"
+    assert call["ingress_settings"] == '${each.value.public ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"}'
+    assert variables(TF / "modules" / "function")["public"]["default"] is False
+
+
+def test_no_unauthenticated_invoker_outside_the_public_switch() -> None:
+    directories = [TF, *(TF / "modules" / m for m in MODULES)]
+    open_to_all = [
+        (d.name, t, n, b)
+        for d in directories
+        for t, n, b in resources(d)
+        if "allUsers" in str(b) or "allAuthenticatedUsers" in str(b)
+    ]
+    assert [(d, t, n) for d, t, n, _ in open_to_all] == [
+        ("function", "google_cloud_run_service_iam_member", "public")
+    ]
+    public = open_to_all[0][3]
+    assert public["member"] == "allUsers"
+    assert public["count"] == "${var.public ? 1 : 0}"
+    assert public["role"] == "roles/run.invoker"
+
+
+def test_task_handlers_are_invoked_by_their_own_task_account() -> None:
+    call = module_call("function")
+    expr = call["invoker_service_accounts"]
+    assert "for s in local.stages" in expr and "if s == each.key" in expr
+    invoker = _resource("function", "google_cloud_run_service_iam_member", "invoker")
+    assert invoker["member"] == "serviceAccount:${each.value}"
+    assert invoker["role"] == "roles/run.invoker"
+
+
+def test_scheduler_job_targets_retention() -> None:
+    call = module_call("scheduler")
+    assert call["name"] == "retention"
+    assert call["target_url"] == '${module.function["retention"].uri}'
+    assert call["target_service"] == '${module.function["retention"].function_name}'
+    job = _resource("scheduler", "google_cloud_scheduler_job")
+    target = job["http_target"][0]
+    assert target["uri"] == "${var.target_url}"
+    assert target["oidc_token"][0]["service_account_email"] == (
+        "${google_service_account.default.email}"
+    )
+    invoker = _resource("scheduler", "google_cloud_run_service_iam_member")
+    assert invoker["service"] == "${var.target_service}"
+    schedule = variables(TF)["retention_schedule"]["default"].split()
+    assert len(schedule) == 5 and schedule[2:] == ["*", "*", "*"], "retention runs daily"
+
+
+# --- environment and secrets -------------------------------------------------------------------
+
+
+def _env_names() -> set[str]:
+    values = local_values()
+    names = set(values["common_env"])
+    for key in ("function_env", "function_secret_env"):
+        names |= set(re.findall(r"\b([A-Z][A-Z0-9_]{2,})\s*=", values[key]))
+        names |= set(re.findall(r'"([A-Z][A-Z0-9_]{2,})"\s*=>', values[key]))
+    return names
+
+
+def test_environment_variables_are_settings_fields() -> None:
+    names = _env_names()
+    assert names >= REQUIRED_ENV
+    fields = {name.upper() for name in Settings.model_fields}
+    unknown = names - fields
+    assert not unknown, f"Terraform sets variables Settings does not read: {sorted(unknown)}"
+    env = local_values()["common_env"]
+    assert env["ENVIRONMENT"] == "gcp"
+    assert env["QUEUE_BACKEND"] == "cloudtasks"
+    assert env["TASK_AUTH"] == "oidc"
+    assert env["TASK_MAX_ATTEMPTS"] == "${tostring(var.queue_config.max_attempts)}"
+
+
+def test_db_iam_user_is_the_service_account_without_domain() -> None:
+    values = local_values()
+    assert values["db_iam_users"].endswith('"${var.prefix}-${name}@${var.project_id}.iam"}}')
+    user = _resource("database", "google_sql_user")
+    assert user["type"] == "CLOUD_IAM_SERVICE_ACCOUNT"
+    assert user["name"] == '${trimsuffix(each.value, ".gserviceaccount.com")}'
+    sa = _resource("function", "google_service_account")
+    assert sa["account_id"] == "${local.function_name}"
+
+
+def test_pepper_is_mounted_only_on_public_functions() -> None:
+    secret_env = local_values()["function_secret_env"]
+    assert re.search(
+        r"API_KEY_PEPPER = google_secret_manager_secret\.pepper\.secret_id", secret_env
+    )
+    assert re.search(r"API_KEY_PEPPER[^}]*\}\s*:\s*k => \{secret = v\} if f\.public\}", secret_env)
+    pepper = _resource(".", "google_secret_manager_secret", "pepper")
+    assert pepper["secret_id"] == "${var.prefix}-api-key-pepper"
+    assert not [t for t, _, _ in resources(TF) if t == "google_secret_manager_secret_version"]
+    accessors = [
+        (t, b)
+        for d in (TF, TF / "modules" / "function")
+        for t, _, b in resources(d)
+        if "secretAccessor" in str(b.get("role", ""))
+    ]
+    assert len(accessors) == 1, "accessor is granted only by the function module, per mount"
+    assert accessors[0][1]["for_each"] == "${var.secret_environment_variables}"
+
+
+# --- database, project, monitoring ---------------------------------------------------------------
+
+
+def test_database_is_iam_only_backed_up_and_protected() -> None:
+    instance = _resource("database", "google_sql_database_instance")
+    cfg = instance["settings"][0]
+    flags = {f["name"]: f["value"] for f in cfg["database_flags"]}
+    assert flags["cloudsql.iam_authentication"] == "on"
+    ip = cfg["ip_configuration"][0]
+    assert "authorized_networks" not in ip
+    assert ip["ssl_mode"] == "${var.ssl_mode}"
+    assert variables(TF / "modules" / "database")["ssl_mode"]["default"] in (
+        "ENCRYPTED_ONLY",
+        "TRUSTED_CLIENT_CERTIFICATE_REQUIRED",
+    )
+    backup = cfg["backup_configuration"][0]
+    assert backup["enabled"] is True and backup["point_in_time_recovery_enabled"] is True
+    assert instance["deletion_protection"] == "${var.deletion_protection}"
+    root_vars = variables(TF)
+    assert root_vars["deletion_protection"]["default"] is True
+    assert root_vars["db_version"]["default"] == "POSTGRES_17"
+    assert module_call("database")["database_name"] == "ragline"
+    assert settings("ragline").db_name == "ragline"
+
+
+def test_runtime_and_migration_accounts_are_database_users() -> None:
+    users = module_call("database")["iam_service_accounts"]
+    assert "for name, _ in local.functions" in users
+    assert "migrate = google_service_account.migrate.email" in users
+    sql = _resource(".", "google_project_iam_member", "sql")
+    assert "local.sql_roles" in sql["for_each"]
+    assert local_values()["sql_roles"] == ["roles/cloudsql.client", "roles/cloudsql.instanceUser"]
+
+
+def test_required_apis_are_enabled() -> None:
+    apis = _resource(".", "google_project_service", "apis")["for_each"]
+    for api in (
+        "cloudfunctions",
+        "run",
+        "cloudbuild",
+        "artifactregistry",
+        "sqladmin",
+        "cloudtasks",
+        "cloudscheduler",
+        "secretmanager",
+        "logging",
+        "monitoring",
+        "iam",
+    ):
+        assert f'"{api}.googleapis.com"' in apis
+
+
+def test_document_failed_metric_and_alert() -> None:
+    metric = _resource(".", "google_logging_metric", "document_failed")
+    assert 'jsonPayload.event=\\"document_failed\\"' in metric["filter"]
+    alert = _resource(".", "google_monitoring_alert_policy", "document_failed")
+    assert alert["notification_channels"] == "${var.alert_notification_channels}"
+
+
+def test_source_bucket_is_private_and_versioned() -> None:
+    bucket = _resource(".", "google_storage_bucket", "sources")
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert bucket["versioning"][0]["enabled"] is True
+
+
+# --- style (Cloud Foundation Fabric) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("directory", [".", *(f"modules/{m}" for m in MODULES)])
+def test_module_layout_and_variables(directory: str) -> None:
+    path = TF / directory
+    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md"):
+        assert (path / name).is_file(), f"{directory}/{name} missing"
+    declared = list(dict(blocks(path, "variable")))
+    assert declared == sorted(declared), f"{directory}: variables are not alphabetical"
+    for name, body in variables(path).items():
+        assert body.get("description"), f"{directory}: variable {name} has no description"
+        assert body.get("type"), f"{directory}: variable {name} has no type"
+    if "prefix" in declared:
+        assert variables(path)["prefix"].get("validation"), f"{directory}: prefix not validated"
+    terraform = load(path / "versions.tf")["terraform"][0]
+    assert terraform["required_version"] == ">= 1.6"
+    assert terraform["required_providers"][0]["google"]["version"] == "~> 6.0"
+
+
+def test_root_main_only_wires_modules() -> None:
+    main = load(TF / "main.tf")
+    assert set(main) <= {"locals", "module"}
+    assert {name for name, _ in blocks(TF, "module")} == {
+        "database",
+        "function",
+        "queue",
+        "scheduler",
+    }
+
+
+def _readme_examples(path: Path) -> list[str]:
+    return re.findall(r"```hcl\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.S)
+
+
+@pytest.mark.parametrize("directory", [".", *(f"modules/{m}" for m in MODULES)])
+def test_readme_documents_every_input_and_output(directory: str) -> None:
+    path = TF / directory
+    readme = (path / "README.md").read_text(encoding="utf-8")
+    for kind in ("variable", "output"):
+        for name, _ in blocks(path, kind):
+            assert f"| `{name}` |" in readme, f"{directory}/README.md lacks {kind} {name}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_readme_example_matches_variables(module: str) -> None:
+    path = TF / "modules" / module
+    declared = variables(path)
+    required = {n for n, b in declared.items() if "default" not in b}
+    examples = [e for e in _readme_examples(path / "README.md") if "module " in e]
+    assert examples, f"{module}/README.md has no example"
+    for example in examples:
+        for body in load_text(example)["module"][0].values():
+            given = set(body) - {"source", "for_each", "depends_on"}
+            assert given <= set(declared), f"unknown inputs {given - set(declared)}"
+            assert required <= given, f"missing required inputs {required - given}"
+            assert body["source"] == f"./modules/{module}"
+
+
+def test_root_readme_tfvars_example_matches_variables() -> None:
+    declared = variables(TF)
+    required = {n for n, b in declared.items() if "default" not in b}
+    examples = [e for e in _readme_examples(TF / "README.md") if "project_id" in e]
+    assert examples
+    for example in examples:
+        given = set(load_text(example))
+        assert given <= set(declared), f"unknown variables {given - set(declared)}"
+        assert required <= given
+
+
+# --- tools -------------------------------------------------------------------------------------
+
+
+def _tool_env() -> dict[str, str]:
+    return {**os.environ, "TF_CLI_CONFIG_FILE": "/dev/null", "CHECKPOINT_DISABLE": "1"}
+
+
+def test_terraform_fmt() -> None:
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("terraform binary not installed")
+    proc = subprocess.run(
+        [terraform, "fmt", "-check", "-recursive", "-diff", str(TF)],
+        capture_output=True,
+        text=True,
+        env=_tool_env(),
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, f"terraform fmt would change files:\n{proc.stdout}{proc.stderr}"
+
+
+def _checkov() -> str | None:
+    local = REPO / ".venv-checkov" / "bin" / "checkov"
+    if local.is_file():
+        return str(local)
+    return shutil.which("checkov")
+
+
+@pytest.mark.slow
+def test_checkov() -> None:
+    checkov = _checkov()
+    if checkov is None:
+        pytest.skip("checkov not installed (.venv-checkov/bin/checkov or on PATH)")
+    proc = subprocess.run(
+        [
+            checkov,
+            "-d",
+            str(TF),
+            "--framework",
+            "terraform",
+            "--skip-download",
+            "--compact",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=_tool_env(),
+        cwd=REPO,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, f"checkov failed:\n{proc.stdout[-6000:]}{proc.stderr[-2000:]}"
+    assert "Traceback" not in proc.stdout + proc.stderr
