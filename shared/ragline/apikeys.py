@@ -101,3 +101,23 @@ def revoke_key(session: Session, key_id: uuid.UUID) -> bool:
         ).values(revoked_at=sa.func.now())
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+#: `last_used_at` is written at most once per this many seconds per key.
+TOUCH_EVERY_S = 60
+
+
+def touch(session: Session, key_id: uuid.UUID) -> None:
+    """Stamp `last_used_at`, coalesced: no write when it was stamped within TOUCH_EVERY_S."""
+    session.execute(
+        tenancy.scoped_update(
+            session,
+            ApiKey,
+            ApiKey.id == key_id,
+            sa.or_(
+                ApiKey.last_used_at.is_(None),
+                ApiKey.last_used_at
+                < sa.func.now() - sa.text(f"interval '{TOUCH_EVERY_S} seconds'"),
+            ),
+        ).values(last_used_at=sa.func.now())
+    )

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PEPPER = "local-dev-pepper-change-me"
 
-DatabaseMode = Literal["url", "cloudsql", "rds", "embedded"]
+DatabaseMode = Literal["url", "cloudsql", "rds", "password", "embedded"]
 
 
 class Settings(BaseSettings):
@@ -24,7 +24,7 @@ class Settings(BaseSettings):
         default=Path(".ragline"), description="Local state: pgdata, dev.json"
     )
 
-    # --- database: DATABASE_URL > Cloud SQL > RDS IAM > embedded ---
+    # --- database: DATABASE_URL > Cloud SQL > RDS IAM > host + password > embedded ---
     database_url: str | None = None
     cloud_sql_instance: str | None = Field(default=None, description="project:region:instance")
     db_iam_user: str | None = Field(default=None, description="IAM database user (Cloud SQL)")
@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     db_name: str = "ragline"
     db_ssl: bool = True
     db_secret_id: str | None = Field(
-        default=None, description="AWS Secrets Manager id with user/password"
+        default=None,
+        description="AWS Secrets Manager id of a JSON secret: username, password, host, port, "
+        "dbname (DB_* variables win over it)",
     )
     aws_region: str | None = None
     db_app_role: str = Field(
@@ -101,7 +103,38 @@ class Settings(BaseSettings):
     )
 
     # --- request guardrails ---
+    idempotency_ttl_s: int = Field(default=86_400, ge=60, description="How long keys are kept")
+    idempotency_lock_s: int = Field(
+        default=120, ge=1, description="In-progress lock; set to the function timeout"
+    )
     api_key_pepper: SecretStr = SecretStr(DEFAULT_PEPPER)
+
+    # --- answers: "none" answers extractively, offline ---
+    llm_provider: Literal["none", "openai", "vertex"] = "none"
+    llm_base_url: str | None = Field(
+        default=None,
+        description="openai: default https://api.openai.com/v1 (any OpenAI-compatible server); "
+        "vertex: default https://{vertex_location}-aiplatform.googleapis.com",
+    )
+    llm_api_key: SecretStr | None = Field(default=None, description="openai only")
+    llm_model: str | None = Field(
+        default=None, description="default gpt-4o-mini (openai), gemini-2.0-flash (vertex)"
+    )
+
+    # --- operations: retention job, scheduler, health checks ---
+    retention_batch_size: int = Field(
+        default=2000, ge=1, description="Rows deleted per transaction by the retention job"
+    )
+    retention_budget_s: float = Field(
+        default=240.0, ge=0, description="Retention stops starting batches after this long"
+    )
+    scheduler_caller_service_account: str | None = Field(
+        default=None,
+        description="The only service account whose OIDC tokens scheduler endpoints accept",
+    )
+    health_check_timeout_s: float = Field(
+        default=2.0, gt=0, description="Deadline of each /ready dependency check"
+    )
 
     def pepper(self) -> str:
         """The API-key pepper; the built-in development value is refused outside local/test.
@@ -121,7 +154,9 @@ class Settings(BaseSettings):
         if self.cloud_sql_instance:
             return "cloudsql"
         if self.db_auth == "rds-iam":
-            return "rds"
+            return "rds"  # user/host/port/dbname from DB_* or the DB_SECRET_ID secret
+        if self.db_auth == "password" and (self.db_secret_id or self.db_host):
+            return "password"
         return "embedded"
 
 

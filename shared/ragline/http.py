@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from flask import Request, Response
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from ragline import apikeys, errors, tenancy
+from ragline import apikeys, errors, idempotency, ratelimit, tenancy
 from ragline.apikeys import Principal
 from ragline.config import get_settings
 from ragline.db import get_engine
@@ -47,6 +48,8 @@ STATUS_BY_ERROR: dict[type[BaseException], int] = {
     errors.EmbeddingError: 502,
 }
 MAX_JSON_DEPTH = 32
+_BODY_KEY = "ragline.body"
+UNSAFE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
 
 
 @dataclass
@@ -71,6 +74,15 @@ class Context:
         return self.principal.org_id
 
 
+def stack_summary(exc: BaseException) -> list[str]:
+    """Where an exception came from (file:line function), without messages or values,
+    which could carry request data."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "/ragline/" in f.filename or "/functions/" in f.filename]
+    chosen = ours[-6:] + frames[-1:]
+    return [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in chosen]
+
+
 def status_for(exc: BaseException) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
@@ -87,12 +99,16 @@ def error_body(code: str, message: str, request_id: str, details: Any = None) ->
 
 def read_body(req: Request, limit: int | None = None) -> bytes:
     """The raw body, refusing more than `limit` bytes (MAX_BODY_BYTES) before reading it all."""
+    cached = req.environ.get(_BODY_KEY)
+    if isinstance(cached, bytes):
+        return cached
     limit = limit or get_settings().max_body_bytes
     if req.content_length is not None and req.content_length > limit:
         raise errors.PayloadTooLargeError(f"body larger than {limit} bytes")
     data = req.stream.read(limit + 1)
     if len(data) > limit:
         raise errors.PayloadTooLargeError(f"body larger than {limit} bytes")
+    req.environ[_BODY_KEY] = data
     return data
 
 
@@ -118,6 +134,14 @@ def parse_json(raw: bytes) -> Any:
         raise errors.MalformedBodyError(f"body is not valid JSON: {exc}"[:200]) from exc
     if _depth(value) > MAX_JSON_DEPTH:
         raise errors.MalformedBodyError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    if "\\u" in text.lower():
+        # JSON escapes can smuggle lone surrogates, which no database can store.
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise errors.MalformedBodyError(
+                "body contains invalid unicode (lone surrogate)"
+            ) from exc
     return value
 
 
@@ -168,11 +192,20 @@ def query_params(req: Request, model: type[T]) -> T:
     return validate(model, dict(req.args))
 
 
+def _single_header(req: Request, name: str) -> str | None:
+    values = req.headers.getlist(name)
+    if len(values) > 1:
+        raise errors.MalformedBodyError(f"the {name} header must appear once")
+    return values[0] if values else None
+
+
 def _api_key(req: Request) -> str:
-    auth = req.headers.get("Authorization", "")
+    auth = _single_header(req, "Authorization") or ""
+    if "," in auth:  # repeated headers arrive comma-joined in WSGI; keys never contain commas
+        raise errors.MalformedBodyError("the Authorization header must appear once")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
-    key = req.headers.get("X-API-Key", "").strip()
+    key = (_single_header(req, "X-API-Key") or "").strip()
     if not key:
         raise errors.UnauthenticatedError("missing API key (Authorization: Bearer rl_…)")
     return key
@@ -181,6 +214,51 @@ def _api_key(req: Request) -> str:
 def _authenticate(req: Request) -> Principal:
     with Session(get_engine()) as session:
         return apikeys.authenticate(session, _api_key(req))
+
+
+@dataclass
+class _Admission:
+    rate_headers: dict[str, str]
+    idempotency_key: str | None
+    replay: idempotency.Replay | None
+
+
+def _admit(req: Request, function: str, principal: Principal, bucket: str) -> _Admission:
+    """One short transaction: coalesced last-used stamp, rate limit, idempotency claim."""
+    settings = get_settings()
+    key = None
+    if req.method in UNSAFE_METHODS:
+        raw = _single_header(req, "Idempotency-Key")
+        key = idempotency.validate_key(raw) if raw is not None else None
+    req_hash = idempotency.request_hash(req.method, req.path, read_body(req)) if key else ""
+    with tenancy.tenant_session(principal.org_id) as session:
+        apikeys.touch(session, principal.api_key_id)
+        decision = ratelimit.take(session, principal.api_key_id, bucket)
+        replay = None
+        if decision.allowed and key:
+            replay = idempotency.claim(
+                session,
+                function,
+                key,
+                req_hash,
+                lock_s=settings.idempotency_lock_s,
+                ttl_s=settings.idempotency_ttl_s,
+            )
+    if not decision.allowed:
+        raise errors.RateLimitedError(
+            f"rate limit of {decision.limit}/min for {bucket!r} exceeded",
+            details={"retry_after": decision.retry_after_s, "headers": decision.headers()},
+        )
+    return _Admission(decision.headers(), key, replay)
+
+
+def _finish_idempotency(principal: Principal, function: str, key: str, reply: Reply | None) -> None:
+    """Store the reply for replay, or release the claim when the request failed."""
+    with tenancy.tenant_session(principal.org_id) as session:
+        if reply is not None and reply.status < 500:
+            idempotency.complete(session, function, key, reply.status, reply.body, reply.headers)
+        else:
+            idempotency.release(session, function, key)
 
 
 def _respond(reply: Reply, request_id: str) -> Response:
@@ -195,11 +273,40 @@ def _respond(reply: Reply, request_id: str) -> Response:
 Handler = Callable[[Request, Context], Reply]
 
 
+def _run(
+    req: Request,
+    handler: Handler,
+    request_id: str,
+    function: str,
+    principal: Principal,
+    admission: _Admission,
+) -> Reply:
+    """The handler in its tenant transaction, then after-commit hooks; settles idempotency."""
+    reply: Reply | None = None
+    hooks: list[Callable[[], None]] = []
+    try:
+        with tenancy.tenant_session(principal.org_id) as session:
+            reply = handler(req, Context(request_id, function, principal, session, hooks))
+        for hook in hooks:
+            hook()
+        return reply
+    except BaseException:
+        reply = None
+        raise
+    finally:
+        if admission.idempotency_key:
+            _finish_idempotency(principal, function, admission.idempotency_key, reply)
+
+
 def endpoint(
-    function: str, *, scopes: dict[str, str] | None = None, methods: tuple[str, ...] = ()
+    function: str,
+    *,
+    scopes: dict[str, str] | None = None,
+    methods: tuple[str, ...] = (),
+    bucket: str = "crud",
 ) -> Callable[[Handler], Callable[[Request], Response]]:
-    """Wrap a handler: request id → method check → auth → scope → tenant transaction → handler
-    → commit → after-commit hooks → error mapping → one log line."""
+    """Wrap a handler: request id → method check → auth → scope → rate limit → idempotency →
+    tenant transaction → handler → commit → after-commit hooks → error mapping → log line."""
     needed = scopes or {}
 
     def decorate(handler: Handler) -> Callable[[Request], Response]:
@@ -207,6 +314,7 @@ def endpoint(
             started = time.monotonic()
             request_id = uuid.uuid4().hex
             org_id: uuid.UUID | None = None
+            rate_headers: dict[str, str] = {}
             try:
                 if methods and req.method not in methods:
                     raise errors.MethodNotAllowedError(f"{req.method} not allowed here")
@@ -215,17 +323,24 @@ def endpoint(
                 scope = needed.get(req.method, "write" if req.method != "GET" else "read")
                 if scope not in principal.scopes and "admin" not in principal.scopes:
                     raise errors.ForbiddenError(f"API key lacks the {scope!r} scope")
-                hooks: list[Callable[[], None]] = []
-                with tenancy.tenant_session(org_id) as session:
-                    ctx = Context(request_id, function, principal, session, hooks)
-                    reply = handler(req, ctx)
-                for hook in hooks:
-                    hook()
+                admission = _admit(req, function, principal, bucket)
+                rate_headers = admission.rate_headers
+                if admission.replay is not None:
+                    replayed = admission.replay
+                    reply = Reply(replayed.body, replayed.status, dict(replayed.headers))
+                    reply.headers["Idempotent-Replayed"] = "true"
+                else:
+                    reply = _run(req, handler, request_id, function, principal, admission)
             except errors.RaglineError as exc:
                 status = status_for(exc)
-                reply = Reply(error_body(exc.code, exc.message, request_id, exc.details), status)
+                details = exc.details
+                if isinstance(exc, errors.RateLimitedError) and isinstance(details, dict):
+                    rate_headers = details.pop("headers", {})
+                reply = Reply(error_body(exc.code, exc.message, request_id, details), status)
                 if status == 405:
                     reply.headers["Allow"] = ", ".join(methods)
+                if isinstance(details, dict) and "retry_after" in details:
+                    reply.headers["Retry-After"] = str(details["retry_after"])
             except sa_exc.OperationalError as exc:
                 log(
                     "ERROR", "database unavailable", request_id=request_id, error=type(exc).__name__
@@ -241,8 +356,11 @@ def endpoint(
                     request_id=request_id,
                     function=function,
                     error=type(exc).__name__,
+                    stack=stack_summary(exc),
                 )
                 reply = Reply(error_body("internal", "internal error", request_id), 500)
+            for name, value in rate_headers.items():
+                reply.headers.setdefault(name, value)
             latency = time.monotonic() - started
             log(
                 "WARNING" if reply.status >= 500 else "INFO",
@@ -267,8 +385,12 @@ def endpoint(
     return decorate
 
 
-def _verify_task_caller(req: Request, stage: str) -> None:
-    """Only the queue may call a task endpoint: a shared secret locally, OIDC in GCP."""
+def verify_queue_or_scheduler(req: Request, audience_key: str, *, caller: str | None) -> None:
+    """Only Cloud Tasks or Cloud Scheduler may call a private endpoint: the shared secret
+    header locally (TASK_AUTH=secret), an OIDC token in GCP (TASK_AUTH=oidc).
+
+    The token audience is `FUNCTION_URLS[audience_key]` (else the request's base URL);
+    `caller`, when set, is the only service account whose tokens are accepted."""
     settings = get_settings()
     if settings.task_auth == "none":
         if settings.environment in ("gcp", "aws"):
@@ -282,7 +404,7 @@ def _verify_task_caller(req: Request, stage: str) -> None:
         expected = settings.task_secret.get_secret_value() if settings.task_secret else ""
         given = req.headers.get(TASK_SECRET_HEADER, "")
         if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
-            raise errors.UnauthenticatedError("task endpoints accept only the queue")
+            raise errors.UnauthenticatedError("this endpoint accepts only its queue or scheduler")
         return
     auth = req.headers.get("Authorization", "")
     if not auth.lower().startswith("bearer "):
@@ -290,16 +412,20 @@ def _verify_task_caller(req: Request, stage: str) -> None:
     from google.auth.transport import requests as google_requests
     from google.oauth2 import id_token
 
-    audience = settings.function_urls.get(stage, req.base_url)
+    audience = settings.function_urls.get(audience_key, req.base_url)
     try:
         claims = id_token.verify_oauth2_token(  # type: ignore[no-untyped-call]
             auth[7:], google_requests.Request(), audience
         )
     except ValueError as exc:
         raise errors.UnauthenticatedError("invalid OIDC token") from exc
-    caller = settings.task_caller_service_account
     if caller and claims.get("email") != caller:
         raise errors.ForbiddenError("OIDC token of an unexpected service account")
+
+
+def _verify_task_caller(req: Request, stage: str) -> None:
+    """Only the stage's queue may call a task endpoint."""
+    verify_queue_or_scheduler(req, stage, caller=get_settings().task_caller_service_account)
 
 
 def task_endpoint(stage: str) -> Callable[[Request], Response]:
@@ -352,3 +478,97 @@ def task_endpoint(stage: str) -> Callable[[Request], Response]:
 
     wrapped.__name__ = stage
     return wrapped
+
+
+PlainHandler = Callable[[Request], Reply]
+
+
+def plain_endpoint(
+    function: str,
+    *,
+    methods: tuple[str, ...],
+    verify: Callable[[Request], None] | None = None,
+) -> Callable[[PlainHandler], Callable[[Request], Response]]:
+    """Wrap a handler that needs no API key (health checks, scheduler targets): request id →
+    method check → `verify` (caller check) → handler → error mapping → one log line. The
+    handler opens any transaction it needs itself."""
+
+    def decorate(handler: PlainHandler) -> Callable[[Request], Response]:
+        def wrapped(req: Request) -> Response:
+            started = time.monotonic()
+            request_id = uuid.uuid4().hex
+            try:
+                if req.method not in methods:
+                    raise errors.MethodNotAllowedError(f"{req.method} not allowed here")
+                if verify is not None:
+                    verify(req)
+                reply = handler(req)
+            except errors.RaglineError as exc:
+                status = status_for(exc)
+                reply = Reply(error_body(exc.code, exc.message, request_id, exc.details), status)
+                if status == 405:
+                    reply.headers["Allow"] = ", ".join(methods)
+            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+                log(
+                    "ERROR",
+                    "database unavailable",
+                    request_id=request_id,
+                    function=function,
+                    error=type(exc).__name__,
+                )
+                reply = Reply(
+                    error_body("database_unavailable", "database unavailable", request_id), 503
+                )
+                reply.headers["Retry-After"] = "5"
+            except Exception as exc:
+                log(
+                    "ERROR",
+                    "unhandled error",
+                    request_id=request_id,
+                    function=function,
+                    error=type(exc).__name__,
+                    stack=stack_summary(exc),
+                )
+                reply = Reply(error_body("internal", "internal error", request_id), 500)
+            log(
+                "WARNING" if reply.status >= 500 else "INFO",
+                f"{req.method} {function} {reply.status}",
+                request_id=request_id,
+                function=function,
+                httpRequest={
+                    "requestMethod": req.method,
+                    "requestUrl": req.path,
+                    "status": reply.status,
+                    "latency": f"{time.monotonic() - started:.6f}s",
+                },
+                **trace_field(req.headers.get("X-Cloud-Trace-Context"), get_settings().gcp_project),
+            )
+            return _respond(reply, request_id)
+
+        wrapped.__name__ = getattr(handler, "__name__", function)
+        wrapped.__doc__ = handler.__doc__
+        return wrapped
+
+    return decorate
+
+
+def scheduled_endpoint(function: str) -> Callable[[PlainHandler], Callable[[Request], Response]]:
+    """A POST endpoint only Cloud Scheduler (OIDC, `SCHEDULER_CALLER_SERVICE_ACCOUNT`) or, with
+    TASK_AUTH=secret, a holder of TASK_SECRET may call; the audience is FUNCTION_URLS[function]."""
+
+    def verify(req: Request) -> None:
+        caller = get_settings().scheduler_caller_service_account
+        verify_queue_or_scheduler(req, function, caller=caller)
+
+    return plain_endpoint(function, methods=("POST",), verify=verify)
+
+
+def optional_json_body(req: Request, model: type[T]) -> T:
+    """Like `json_body`, but an empty body validates as `{}` (scheduler jobs may send none)."""
+    raw = read_body(req)
+    if not raw.strip():
+        return validate(model, {})
+    ctype = (req.mimetype or "").lower()
+    if ctype not in ("application/json", ""):
+        raise errors.UnsupportedMediaTypeError("Content-Type must be application/json")
+    return validate(model, parse_json(raw))

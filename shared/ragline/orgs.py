@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -15,13 +16,17 @@ from ragline.models import AppUser, Org
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
 
-def ensure_org(session: Session, slug: str, name: str | None = None) -> tuple[uuid.UUID, bool]:
-    """Create the org `slug` unless it exists (owner session). Returns (id, created)."""
+def ensure_org(
+    session: Session, slug: str, name: str | None = None, settings: dict[str, Any] | None = None
+) -> tuple[uuid.UUID, bool]:
+    """Create the org `slug` unless it exists (owner session). Returns (id, created).
+
+    `settings` (e.g. rate-limit or retention overrides) apply only when the org is created."""
     if not _SLUG.match(slug):
         raise ValidationError("org slug must be 2-63 chars of a-z, 0-9 and '-'")
     inserted = session.execute(
         insert(Org)
-        .values(slug=slug, name=name or slug)
+        .values(slug=slug, name=name or slug, settings=settings or {})
         .on_conflict_do_nothing(index_elements=["slug"])
         .returning(Org.id)
     ).scalar_one_or_none()

@@ -13,6 +13,8 @@ from ragline.errors import UnauthenticatedError
 
 DEMO_ORG = "demo"
 DEMO_USER = "demo@example.com"
+#: The demo bulk-loads a corpus and polls its progress: raise its per-minute limits.
+DEMO_SETTINGS = {"rate_limits": {"crud": 100_000, "agent": 1_000}}
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class SeedResult:
 def seed(session: Session) -> SeedResult:
     """Create the demo org, user and key unless present (owner session)."""
     created: list[str] = []
-    org_id, new_org = orgs.ensure_org(session, DEMO_ORG, "Demo org")
+    org_id, new_org = orgs.ensure_org(session, DEMO_ORG, "Demo org", DEMO_SETTINGS)
     if new_org:
         created.append("org")
     user_id, new_user = orgs.ensure_user(session, org_id, DEMO_USER, role="admin")

@@ -165,3 +165,31 @@ def test_unknown_document_is_404(stack: devstack.Stack) -> None:
     tenant = make_tenant("e2e-bad")
     got, body, _ = call(stack.functions["documents"] + str(uuid.uuid4()), headers=tenant.headers)
     assert got == 404 and body["error"]["code"] == "not_found"
+
+
+def test_parallel_identical_posts_over_http_make_one_document(stack: devstack.Stack) -> None:
+    """20 identical POSTs with one Idempotency-Key: one document; every answer is that
+    response, its replay, or a 409 with Retry-After; never a 5xx."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tenant = make_tenant("e2e-idem")
+    headers = tenant.headers | {"Idempotency-Key": f"par-{uuid.uuid4()}"}
+    body = {"title": "parallel", "text": "One body sent twenty times at once. " * 20}
+
+    def send(_: int) -> tuple[int, dict[str, Any], dict[str, str]]:
+        return call(stack.functions["ingest"], method="POST", body=body, headers=headers)
+
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(send, range(20)))
+    statuses = [r[0] for r in results]
+    assert set(statuses) <= {202, 409}, statuses
+    created = {r[1]["document_id"] for r in results if r[0] == 202}
+    assert len(created) == 1
+    assert all(r[2].get("Retry-After") for r in results if r[0] == 409)
+    with tenancy.tenant_session(tenant.org_id) as s:
+        from ragline.models import Document
+
+        assert tenancy.count(s, Document) == 1
+    replay = call(stack.functions["ingest"], method="POST", body=body, headers=headers)
+    assert replay[0] == 202 and replay[2].get("Idempotent-Replayed") == "true"
+    assert replay[1]["document_id"] in created

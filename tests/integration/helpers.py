@@ -24,9 +24,19 @@ class Tenant:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-def make_tenant(slug: str, scopes: tuple[str, ...] = ("read", "write")) -> Tenant:
+#: Most tests are not about rate limits: their orgs get generous ones.
+GENEROUS = {"rate_limits": {"crud": 100_000, "agent": 100_000}}
+
+
+def make_tenant(
+    slug: str,
+    scopes: tuple[str, ...] = ("read", "write"),
+    settings: dict[str, Any] | None = None,
+) -> Tenant:
     with db.owner_session() as session:
-        org_id, _ = orgs.ensure_org(session, slug)
+        org_id, _ = orgs.ensure_org(
+            session, slug, settings=GENEROUS if settings is None else settings
+        )
         tenancy.bind_org(session, org_id)
         _, raw = apikeys.create_key(session, "test", list(scopes))
     return Tenant(org_id, raw)
