@@ -38,11 +38,21 @@ def _post(url: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]
         return err.code, json.loads(err.read() or b"{}")
 
 
+_last_shown: dict[str, int] = {}
+
+
 def _bar(done: int, total: int, label: str, width: int = 30) -> None:
+    """A progress bar on a terminal; a line per quarter when output is a log."""
     filled = width * done // max(total, 1)
-    sys.stderr.write(f"\r  {label:<10} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    if done >= total:
-        sys.stderr.write("\n")
+    line = f"  {label:<10} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + line + ("\n" if done >= total else ""))
+    else:
+        quarter = 4 * done // max(total, 1)
+        if _last_shown.get(label) == quarter:
+            return
+        _last_shown[label] = quarter
+        sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
 
@@ -76,6 +86,7 @@ def run(say: Callable[[str], None] = print) -> dict[str, Any]:
         say(f"==> ingesting {len(corpus)} documents (pydoc_data.topics) over HTTP")
         started = time.monotonic()
         ids: list[str] = []
+        duplicates = 0
         for i, (title, text) in enumerate(corpus, start=1):
             status, body = _post(
                 stack.functions["ingest"],
@@ -89,7 +100,10 @@ def run(say: Callable[[str], None] = print) -> dict[str, Any]:
             )
             if status not in (200, 202):
                 raise RuntimeError(f"ingest of {title!r} failed: {status} {body}")
-            ids.append(body["document_id"])
+            if body["document_id"] in ids:
+                duplicates += 1  # same content as an earlier topic: the same document
+            else:
+                ids.append(body["document_id"])
             _bar(i, len(corpus), "ingested")
         say("==> waiting for chunk → embed → finalize")
         final = wait_all_ready(stack, ids, 1800, lambda n: _bar(n, len(ids), "ready"))
@@ -107,7 +121,9 @@ def run(say: Callable[[str], None] = print) -> dict[str, Any]:
                 say(f"  {rank}. [{hit['title']}] {label[:40]}  score {hit['score']:.4f}")
                 say(f"     {snippet}…")
         totals = {
+            "posted": len(corpus),
             "documents": len(final),
+            "duplicate_content": duplicates,
             "failed": len(failed),
             "chunks": chunks,
             "seconds": round(elapsed, 1),
