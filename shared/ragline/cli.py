@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from ragline.cli_ops import retention_app, status_command
 from ragline.config import get_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -21,6 +22,8 @@ key_app = typer.Typer(no_args_is_help=True, help="API keys.")
 app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
 app.add_typer(key_app, name="key")
+app.add_typer(retention_app, name="retention")
+app.command("status")(status_command)
 
 
 def _step(msg: str) -> None:

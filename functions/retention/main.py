@@ -1,0 +1,18 @@
+"""`retention`: POST from Cloud Scheduler (OIDC) runs the retention job.
+
+Body (optional): `{"dry_run": bool, "org_id": uuid}`. 200 with the report; 500 when an org
+failed (Cloud Scheduler retries; the job is idempotent)."""
+
+import functions_framework
+from flask import Request
+
+from ragline import retention as job
+from ragline.http import Reply, optional_json_body, scheduled_endpoint
+
+
+@functions_framework.http
+@scheduled_endpoint("retention")
+def retention(req: Request) -> Reply:
+    body = optional_json_body(req, job.RetentionRequest)
+    report = job.run_retention(dry_run=body.dry_run, org=body.org_id)
+    return Reply({"report": report.to_dict()}, 200 if report.ok else 500)
