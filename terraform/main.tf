@@ -14,7 +14,7 @@ locals {
     documents = { public = true, next = [], embeds = false, memory = "512M", timeout_seconds = 60 }
     embed     = { public = false, next = ["finalize"], embeds = true, memory = "1Gi", timeout_seconds = 540 }
     finalize  = { public = false, next = [], embeds = false, memory = "512M", timeout_seconds = 300 }
-    health    = { public = true, next = [], embeds = false, memory = "512M", timeout_seconds = 30 }
+    health    = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 30 }
     ingest    = { public = true, next = ["chunk"], embeds = false, memory = "512M", timeout_seconds = 120 }
     retention = { public = false, next = [], embeds = false, memory = "512M", timeout_seconds = 540 }
     runs      = { public = true, next = [], embeds = false, memory = "512M", timeout_seconds = 60 }
@@ -28,9 +28,13 @@ locals {
   # handlers: known before the functions exist, so no function depends on another.
   # Cloud Tasks reaches ALLOW_INTERNAL_ONLY services on run.app URLs only.
   stage_urls = {
-    for s in local.stages :
+    for s in concat(local.stages, ["retention"]) :
     s => "https://${var.prefix}-${s}-${data.google_project.this.number}.${var.region}.run.app"
   }
+
+  # The scheduler job's OIDC identity, known without depending on the scheduler module
+  # (which depends on the retention function): the only caller retention accepts.
+  scheduler_sa_email = "${var.prefix}-retention-sched@${var.project_id}.iam.gserviceaccount.com"
 
   # Cloud SQL IAM user = service account email without ".gserviceaccount.com".
   db_iam_users = {
@@ -66,6 +70,7 @@ locals {
       { for s in f.next : "TASK_SERVICE_ACCOUNT" => google_service_account.task_invoker[s].email },
       # OIDC identity a task handler accepts: its own stage's invoker account.
       { for s in local.stages : "TASK_CALLER_SERVICE_ACCOUNT" => google_service_account.task_invoker[s].email if s == name },
+      { for k, v in { SCHEDULER_CALLER_SERVICE_ACCOUNT = local.scheduler_sa_email } : k => v if name == "retention" },
       # `ragline package` copies the MiniLM tokenizer into the source root (/workspace).
       { for k, v in { MINILM_TOKENIZER_PATH = "/workspace/minilm-tokenizer.json" } : k => v if f.embeds && local.minilm },
       { for k, v in { VERTEX_LOCATION = var.region, VERTEX_PROJECT = var.project_id } : k => v if f.embeds && local.vertex },

@@ -32,7 +32,7 @@ from ragline.errors import ConfigurationError
 from ragline.logs import log
 
 #: Alembic head of migrations/versions; bump it with every new migration (a test checks it).
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 VERSIONS_DIR = Path(__file__).resolve().parents[2] / "migrations" / "versions"
 #: pgvector from which filtered HNSW searches use iterative index scans.
 VECTOR_ITERATIVE = (0, 8)

@@ -17,7 +17,8 @@ from pathlib import Path
 from ragline.errors import ConfigurationError
 
 #: Functions that load the MiniLM embedder at run time.
-EMBEDDING_FUNCTIONS: frozenset[str] = frozenset({"answer", "embed", "search"})
+#: Functions that carry the MiniLM files (health checks that they are present).
+EMBEDDING_FUNCTIONS: frozenset[str] = frozenset({"answer", "embed", "health", "search"})
 
 #: Extra runtime packages of the embedder (ONNX + tokenizers, never torch).
 EMBEDDING_REQUIREMENTS: tuple[str, ...] = (

@@ -439,7 +439,9 @@ def run_retention(
         raise ValidationError("now must be timezone-aware")
     started = time.monotonic()
     budget = _Budget(seconds)
-    with db.owner_session() as session:
+    with Session(db.get_engine()) as session, session.begin():
+        # Only the retention job's database user holds ragline_ops (the app role + the org list).
+        session.execute(sa.text("SET LOCAL ROLE ragline_ops"))
         orgs = list_orgs(session, org)
     report = RetentionReport(dry_run=dry_run, now=moment, batch_size=size, budget_s=seconds)
     for info in orgs:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ragline.errors import ConfigurationError, NotFoundError
-from ragline.models import Chunk, Document, Org, Run
+from ragline.models import Chunk, Document, Run
 
 #: Statuses of a document still moving through the pipeline.
 IN_PIPELINE = ("pending", "chunking", "embedding")
@@ -33,26 +33,21 @@ class OrgInfo:
     settings: dict[str, Any]
 
 
-def _bypasses_rls(session: Session) -> bool:
-    row = session.execute(
-        sa.text("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")
-    ).scalar_one_or_none()
-    return bool(row)
-
-
 def list_orgs(session: Session, org: uuid.UUID | None = None) -> list[OrgInfo]:
-    """Every org (or just `org`), oldest first, with its settings. Owner session only."""
-    stmt = sa.select(Org.id, Org.slug, Org.name, Org.settings).order_by(Org.created_at, Org.id)
-    if org is not None:
-        stmt = stmt.where(Org.id == org)
-    rows = session.execute(stmt).all()
-    if not rows and not _bypasses_rls(session):
+    """Every org (or just `org`), oldest first, with its settings.
+
+    Reads through the definer function `ragline_orgs()`, executable by `ragline_admin`
+    (owner/admin sessions) and `ragline_ops` (the retention job), never by `ragline_app`."""
+    try:
+        rows = session.execute(sa.text("SELECT id, slug, name, settings FROM ragline_orgs()")).all()
+    except sa.exc.ProgrammingError as exc:
         raise ConfigurationError(
-            "listing orgs needs a role that bypasses row-level security on `org` (owner of an "
-            "embedded database, superuser or BYPASSRLS); this role would see no org"
-        )
-    if not rows and org is not None:
-        raise NotFoundError(f"no org {org}")
+            "listing orgs needs the ragline_admin or ragline_ops role (see docs/operations.md)"
+        ) from exc
+    if org is not None:
+        rows = [r for r in rows if r.id == org]
+        if not rows:
+            raise NotFoundError(f"no org {org}")
     return [OrgInfo(r.id, r.slug, r.name, dict(r.settings or {})) for r in rows]
 
 

@@ -210,7 +210,9 @@ def test_queue_prefix_and_task_urls_follow_the_same_names() -> None:
     assert values["common_env"]["FUNCTION_URLS"] == "${jsonencode(local.stage_urls)}"
     # Deterministic run.app URL of the service PREFIX-STAGE (= the function's name).
     assert "https://${var.prefix}-${s}-${data.google_project.this.number}." in values["stage_urls"]
-    assert "for s in local.stages" in values["stage_urls"]
+    assert 'for s in concat(local.stages, ["retention"])' in values["stage_urls"]
+    # The scheduler's token audience is the retention URL; its caller is the scheduler SA.
+    assert values["scheduler_sa_email"].startswith("${var.prefix}-retention-sched@")
 
 
 def test_queue_retry_and_rate_settings_are_configured() -> None:
