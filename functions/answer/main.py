@@ -1,0 +1,23 @@
+"""`answer`: POST {question, top_k?, filters?, params?, parent_run_id?, scenario_label?} →
+an answer with citations from the caller's org, recorded as a run."""
+
+import functions_framework
+from flask import Request
+
+from ragline import answer as answers
+from ragline.http import Context, Reply, endpoint, error_body, json_body, status_for
+
+
+@functions_framework.http
+@endpoint("answer", methods=("POST",), scopes={"POST": "read"}, bucket="agent")
+def answer(req: Request, ctx: Context) -> Reply:
+    result = answers.answer(ctx.session, json_body(req, answers.AnswerRequest))
+    if result.error is None:
+        return Reply(result.as_dict())
+    # Returned, not raised: the transaction must commit so the failed run stays recorded.
+    exc = result.error
+    details = {
+        **(exc.details if isinstance(exc.details, dict) else {}),
+        "run_id": str(result.run_id),
+    }
+    return Reply(error_body(exc.code, exc.message, ctx.request_id, details), status_for(exc))
