@@ -230,6 +230,16 @@ def kill(pid: int, timeout: float = 10.0) -> None:
             pass
 
 
+def kill_all(pids: list[int], timeout: float = 10.0) -> None:
+    """SIGTERM every process group at once, then wait (and SIGKILL) within one deadline."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        kill(pid, timeout=max(0.1, deadline - time.monotonic()))
+
+
 def stop(stack: Stack | None = None) -> bool:
     """Stop a stack (or the one recorded in dev.json). Returns False when none was running."""
     from ragline import embedded
@@ -240,8 +250,7 @@ def stop(stack: Stack | None = None) -> bool:
         if not path.exists():
             return False
         stack = Stack(**json.loads(path.read_text()))
-    for pid in stack.pids.values():
-        kill(pid)
+    kill_all(list(stack.pids.values()))
     if stack.started_db:
         embedded.stop(settings.ragline_home / "pgdata")
     path.unlink(missing_ok=True)
