@@ -134,6 +134,9 @@ def parse_json(raw: bytes) -> Any:
         raise errors.MalformedBodyError(f"body is not valid JSON: {exc}"[:200]) from exc
     if _depth(value) > MAX_JSON_DEPTH:
         raise errors.MalformedBodyError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    if "\\u0000" in text and _has_nul(value):
+        # PostgreSQL stores no NUL character, in text or jsonb: refuse it here, once.
+        raise errors.ValidationError("NUL characters (\\u0000) are not allowed")
     if "\\u" in text.lower():
         # JSON escapes can smuggle lone surrogates, which no database can store.
         try:
@@ -143,6 +146,16 @@ def parse_json(raw: bytes) -> Any:
                 "body contains invalid unicode (lone surrogate)"
             ) from exc
     return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _reject_constant(name: str) -> Any:
@@ -184,8 +197,16 @@ def path_id(req: Request, index: int = 0) -> uuid.UUID | None:
         raise errors.NotFoundError(f"no such resource: {segments[index][:80]!r}") from exc
 
 
+def check_query_args(req: Request) -> None:
+    """Refuse query parameters carrying NUL characters (PostgreSQL cannot store them)."""
+    for key, values in req.args.lists():
+        if "\x00" in key or any("\x00" in v for v in values):
+            raise errors.ValidationError("NUL characters are not allowed in query parameters")
+
+
 def query_params(req: Request, model: type[T]) -> T:
     """Validate query parameters; a repeated parameter is refused rather than guessed."""
+    check_query_args(req)
     repeated = [k for k in req.args if len(req.args.getlist(k)) > 1]
     if repeated:
         raise errors.ValidationError(f"repeated query parameter(s): {', '.join(repeated)}")

@@ -11,7 +11,7 @@ from flask import Request
 from ragline import queues
 from ragline.documents import Ingested, NewDocument
 from ragline.errors import MalformedBodyError, UnsupportedMediaTypeError, ValidationError
-from ragline.http import parse_json, read_body, validate
+from ragline.http import check_query_args, parse_json, read_body, validate
 
 TEXT_TYPES = ("text/plain", "text/markdown")
 #: A pending document re-submitted after this long gets its chunk task enqueued again.
@@ -29,6 +29,7 @@ def parse_request(req: Request) -> NewDocument:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise MalformedBodyError("body is not valid UTF-8") from exc
+        check_query_args(req)
         title = req.args.get("title")
         if not title:
             raise ValidationError("a text body needs the title in the ?title= query parameter")
