@@ -65,8 +65,16 @@ db-stop: setup
 package: setup
 	$(BIN)/ragline package
 
+# Benchmarks (bench/README.md). The peer, langchain-postgres, pins pgvector<0.4, which would
+# downgrade the app's: it lives in its own venv, bench/.venv-peer. BENCH_ARGS=--quick checks
+# the plumbing in a few minutes.
 bench: setup
-	$(BIN)/python bench/run_all.py
+	@test -x bench/.venv-peer/bin/python || $(PY) -m venv bench/.venv-peer
+	@test -f bench/.venv-peer/.installed || { bench/.venv-peer/bin/pip install -q \
+		'langchain-postgres==0.0.19' 'psycopg[binary]>=3.2' 'numpy>=1.26' \
+		&& touch bench/.venv-peer/.installed; }
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q 'matplotlib>=3.8'
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	-$(BIN)/ragline dev stop 2>/dev/null

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,6 +40,11 @@ def scratch_database() -> Iterator[str]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM exits normally, so `finally` blocks stop the servers a bench started."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -55,7 +62,14 @@ def summary_ms(values: list[float]) -> dict[str, float]:
 
 def record(name: str, result: dict[str, Any]) -> None:
     """Print the result as one JSON object and append it to bench/results/<name>.jsonl."""
-    result = {"bench": name, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **result}
+    result = {
+        "bench": name,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # run_all.py sets BENCH_PASS (default / quick); a script run by hand is "manual".
+        "pass": os.environ.get("BENCH_PASS", "manual"),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        **result,
+    }
     RESULTS.mkdir(exist_ok=True)
     with (RESULTS / f"{name}.jsonl").open("a") as fh:
         fh.write(json.dumps(result) + "\n")

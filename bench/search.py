@@ -1,0 +1,499 @@
+"""Tenant-filtered search: recall@10 and latency per org size, ragline vs langchain-postgres.
+
+One `chunk` table holds orgs of several sizes (default 10, 100, 1 000, 10 000 and 100 000
+chunks) of synthetic data (see bench/synthetic.py: gaussian-mixture vectors, pseudo-word
+text), bulk-loaded with COPY. Per org, planned queries (perturbed members) run:
+
+- through the library: `ragline.search.search()` in a tenant session (app role, RLS on), with
+  an embedder that returns the planned vector: recall@10 against the exact top-10 by cosine
+  within the org, p50/p95 latency, for the `vector`, `text` and `hybrid` modes;
+- over HTTP: the `search` function served by functions-framework. It embeds the query *text*
+  with a registered provider (EMBEDDING_PROVIDER=hashing, so the synthetic chunks are labelled
+  `hashing-v1`); only text mode returns meaningful results there, so HTTP gives end-to-end
+  latency (all modes) and the overhead over the library call (text mode, same queries);
+- through the peer, langchain-postgres `PGVectorStore`, on the same server and vectors
+  (bench/peer_langchain.py, in its own virtualenv).
+
+`--scaling` adds: vector-search p95 of a mid-size org when the table holds 10 000 and 100 000
+chunks in total (1 000 000 with `--scaling-totals`).
+
+    .venv/bin/python bench/search.py [--sizes 10,100,1000] [--queries 30] [--no-peer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import exit_on_sigterm, record, scratch_database, summary_ms
+from synthetic import (
+    Corpus,
+    OrgData,
+    PlannedEmbedder,
+    Queries,
+    exact_top_k,
+    load,
+    make_corpus,
+    make_queries,
+    recall,
+)
+
+if TYPE_CHECKING:
+    from ragline.search import Mode
+
+BENCH = Path(__file__).resolve().parent
+PEER_PYTHON = BENCH / ".venv-peer" / "bin" / "python"
+MODES: tuple[Mode, ...] = ("vector", "text", "hybrid")
+TOP_K = 10
+
+
+def say(message: str) -> None:
+    print(f"[search] {message}", file=sys.stderr, flush=True)
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+# --------------------------------------------------------------------------- library
+
+
+def _stats(
+    latencies: list[float],
+    found: list[list[str]],
+    truth: list[list[str]] | None,
+    sources: list[str],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = summary_ms(latencies)
+    if truth is not None:
+        out["recall@10"] = round(
+            statistics.fmean(recall(f, t) for f, t in zip(found, truth, strict=True)), 4
+        )
+    out["hit@10"] = round(statistics.fmean(s in f for f, s in zip(found, sources, strict=True)), 4)
+    out["rows"] = round(statistics.fmean(len(f) for f in found), 2)
+    out.update(extra or {})
+    return out
+
+
+def run_library(
+    engine: Engine,
+    org: OrgData,
+    queries: Queries,
+    truth: list[list[str]],
+    sources: list[str],
+    mode: Mode,
+    embedder: PlannedEmbedder,
+    warmup: int = 2,
+) -> dict[str, Any]:
+    """`search()` through a tenant session per query, as a function would call it."""
+    from ragline import search, tenancy
+
+    latencies: list[float] = []
+    found: list[list[str]] = []
+    complete = 0
+    plans: Counter[str] = Counter()
+    for i in range(-warmup, len(queries.texts)):
+        j = max(i, 0)
+        embedder.plan(queries.vectors[j])
+        req = search.SearchRequest(query=queries.texts[j], top_k=TOP_K, mode=mode)
+        started = time.perf_counter()
+        with tenancy.tenant_session(org.org_id, engine=engine) as session:
+            result = search.search(session, req, embedder=embedder)
+        elapsed = (time.perf_counter() - started) * 1000
+        if i < 0:
+            continue
+        latencies.append(elapsed)
+        found.append([str(h.chunk_id) for h in result.hits])
+        complete += result.complete
+        plans[str(result.plan.get("vector", "-"))] += 1
+    return _stats(
+        latencies,
+        found,
+        truth if mode != "text" else None,
+        sources,
+        {"complete": round(complete / len(found), 4), "plans": dict(plans)},
+    )
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def _api_key(owner: Engine, org: OrgData) -> str:
+    from sqlalchemy.orm import Session
+
+    from ragline import apikeys, tenancy
+
+    with Session(owner) as session, session.begin():
+        tenancy.bind_org(session, org.org_id)
+        _, raw = apikeys.create_key(session, "bench", ["read"])
+    return raw
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"search function exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2)  # GET → 405 once it serves
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError("search function did not answer")
+
+
+def run_http(
+    url: str,
+    owner: Engine,
+    corpus: Corpus,
+    queries: dict[str, Queries],
+    sources: dict[str, list[str]],
+    library: dict[str, dict[str, Any]],
+    warmup: int = 3,
+) -> dict[str, Any]:
+    """Latency through the real `search` function (functions-framework, real HTTP)."""
+    from ragline import devstack
+    from ragline.demo import _post
+
+    home = Path(tempfile.mkdtemp(prefix="rlbh-", dir="/tmp"))
+    port = devstack.free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(
+        {
+            "DATABASE_URL": url,
+            "EMBEDDING_PROVIDER": "hashing",
+            "ENVIRONMENT": "local",
+            "RAGLINE_HOME": str(home),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    proc = devstack.start_function("search", port, env, home / "logs")
+    base = f"http://127.0.0.1:{port}/"
+    out: dict[str, Any] = {}
+    try:
+        _wait_http(base, proc)
+        for org in corpus.orgs:
+            key = _api_key(owner, org)
+            q = queries[org.slug]
+            per: dict[str, Any] = {}
+            for mode in MODES:
+                latencies: list[float] = []
+                found: list[list[str]] = []
+                for i in range(-warmup, len(q.texts)):
+                    body = {"query": q.texts[max(i, 0)], "top_k": TOP_K, "mode": mode}
+                    started = time.perf_counter()
+                    status, reply = _post(base, key, body)
+                    elapsed = (time.perf_counter() - started) * 1000
+                    if status != 200:
+                        raise RuntimeError(f"HTTP search failed: {status} {reply}")
+                    if i >= 0:
+                        latencies.append(elapsed)
+                        found.append([r["chunk_id"] for r in reply["results"]])
+                stats = summary_ms(latencies)
+                if mode == "text":
+                    stats.update(_stats(latencies, found, None, sources[org.slug]))
+                    lib = library[org.slug]["text"]
+                    stats["overhead_p50_ms"] = round(stats["p50_ms"] - lib["p50_ms"], 2)
+                per[mode] = stats
+            out[org.slug] = per
+    finally:
+        devstack.kill(proc.pid)
+        shutil.rmtree(home, ignore_errors=True)
+    return out
+
+
+# --------------------------------------------------------------------------- peer
+
+
+def psycopg_url(url: str) -> str:
+    """The same database as a `postgresql+psycopg://` URL (libpq takes a socket dir as host)."""
+    parsed = make_url(url)
+    sock = parsed.query.get("unix_sock")
+    if isinstance(sock, str):
+        path = Path(sock)
+        port = path.name.rsplit(".", 1)[1]
+        return f"postgresql+psycopg://{parsed.username}@/{parsed.database}?host={path.parent}&port={port}"
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def run_peer(
+    url: str,
+    corpus: Corpus,
+    queries: dict[str, Queries],
+    python: Path,
+    add_sample: int,
+) -> dict[str, Any]:
+    """Run bench/peer_langchain.py in its own virtualenv; returns its raw output."""
+    folder = Path(tempfile.mkdtemp(prefix="rlbp-", dir="/tmp"))
+    try:
+        np.save(folder / "vectors.npy", corpus.vectors)
+        (folder / "texts.json").write_text(json.dumps(corpus.texts))
+        row_org = [corpus.orgs[corpus.doc_org[int(d)]].slug for d in corpus.doc_of_chunk]
+        meta = {
+            "chunk_ids": [str(c) for c in corpus.chunk_ids],
+            "row_org": row_org,
+            "orgs": [
+                {
+                    "slug": o.slug,
+                    "query_vectors": queries[o.slug].vectors.tolist(),
+                    "query_texts": queries[o.slug].texts,
+                }
+                for o in corpus.orgs
+            ],
+        }
+        (folder / "meta.json").write_text(json.dumps(meta))
+        out = folder / "out.json"
+        cmd = [str(python), str(BENCH / "peer_langchain.py"), "--url", psycopg_url(url)]
+        cmd += ["--data", str(folder), "--out", str(out), "--add-sample", str(add_sample)]
+        subprocess.run(cmd, check=True, stdout=sys.stderr)
+        result: dict[str, Any] = json.loads(out.read_text())
+        return result
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def peer_stats(
+    raw: dict[str, Any], truth: dict[str, list[list[str]]], sources: dict[str, list[str]]
+) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for slug, per in raw["results"].items():
+        out[slug] = {
+            name: _stats(r["latencies_ms"], r["ids"], truth[slug], sources[slug])
+            for name, r in per.items()
+        }
+    return out
+
+
+# --------------------------------------------------------------------------- scaling
+
+
+def _database(url: str, name: str, *, drop: bool = False) -> str:
+    admin = sa.create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not drop:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def run_scaling(
+    url: str, totals: Sequence[int], mid: int, n_queries: int, model: str
+) -> list[dict[str, Any]]:
+    """Vector-search latency of a mid-size org (and of one holding a quarter of the table)
+    as the table around it grows; fillers are orgs of 5 000 chunks."""
+    from ragline import db, migrate
+    from ragline.config import Settings
+
+    out: list[dict[str, Any]] = []
+    for total in totals:
+        quarter = total // 4
+        sizes = [mid] + ([quarter] if quarter > mid else [])
+        rest = total - sum(sizes)
+        sizes += [5_000] * (rest // 5_000) + ([rest % 5_000] if rest % 5_000 else [])
+        say(f"scaling: {total} chunks in {len(sizes)} orgs")
+        name = f"bench_scale_{total}"
+        scale_url = _database(url, name)
+        owner = sa.create_engine(scale_url)
+        app = db.build_engine(Settings(database_url=scale_url, db_pool_size=1))
+        try:
+            migrate.upgrade("head", engine=owner)
+            corpus = make_corpus(sizes, seed=total, slug_prefix="scale", model=model)
+            timings = load(owner, corpus, progress=say)
+            embedder = PlannedEmbedder(model)
+            entry: dict[str, Any] = {"total_chunks": total, "load": timings, "orgs": {}}
+            for org in corpus.orgs[: 1 + (quarter > mid)]:
+                q = make_queries(corpus, org, n_queries)
+                truth = [
+                    [str(corpus.chunk_ids[r]) for r in t]
+                    for t in exact_top_k(corpus, org, q.vectors)
+                ]
+                srcs = [str(corpus.chunk_ids[r]) for r in q.sources]
+                stats = run_library(app, org, q, truth, srcs, "vector", embedder)
+                entry["orgs"][str(org.size)] = stats
+            out.append(entry)
+        finally:
+            app.dispose()
+            owner.dispose()
+            _database(url, name, drop=True)
+    return out
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b:
+        return None
+    return round(a / b, 3)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,100,1000,10000,100000", help="org sizes (chunks)")
+    parser.add_argument("--queries", type=int, default=30, help="queries per org")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-http", action="store_true", help="skip the functions-framework run")
+    parser.add_argument("--no-peer", action="store_true", help="skip langchain-postgres")
+    parser.add_argument("--peer-python", type=Path, default=PEER_PYTHON)
+    parser.add_argument("--peer-add-sample", type=int, default=300)
+    parser.add_argument("--scaling", action="store_true", help="also the table-size scaling run")
+    parser.add_argument("--scaling-totals", default="10000,100000")
+    parser.add_argument("--scaling-org", type=int, default=1000, help="mid-size org (chunks)")
+    parser.add_argument("--no-record", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    exit_on_sigterm()
+
+    from ragline import db
+    from ragline.config import Settings, get_settings
+    from ragline.embeddings import HASHING_NAME
+
+    sizes = _sizes(args.sizes)
+    # Labelled with the hashing provider's name so the HTTP function (EMBEDDING_PROVIDER=
+    # hashing, a registered provider) searches the same chunks; the vectors are synthetic.
+    model = HASHING_NAME
+    notes: list[str] = []
+    started = time.monotonic()
+    with scratch_database() as url:
+        say(f"generating {sum(sizes)} chunks in orgs of {sizes}")
+        corpus = make_corpus(sizes, seed=args.seed, slug_prefix="bench", model=model)
+        owner = sa.create_engine(url)
+        say("loading (COPY, then HNSW + GIN builds)")
+        load_timings = load(owner, corpus, progress=say)
+        app = db.build_engine(Settings(database_url=url, db_pool_size=1))
+        embedder = PlannedEmbedder(model)
+        queries = {
+            o.slug: make_queries(corpus, o, args.queries, seed=args.seed + 1) for o in corpus.orgs
+        }
+        truth = {
+            o.slug: [
+                [str(corpus.chunk_ids[r]) for r in t]
+                for t in exact_top_k(corpus, o, queries[o.slug].vectors, TOP_K)
+            ]
+            for o in corpus.orgs
+        }
+        sources = {
+            o.slug: [str(corpus.chunk_ids[r]) for r in queries[o.slug].sources] for o in corpus.orgs
+        }
+        library: dict[str, dict[str, Any]] = {}
+        for org in corpus.orgs:
+            say(f"library: org of {org.size}")
+            library[org.slug] = {
+                mode: run_library(
+                    app, org, queries[org.slug], truth[org.slug], sources[org.slug], mode, embedder
+                )
+                for mode in MODES
+            }
+        http: dict[str, Any] = {}
+        if not args.no_http:
+            say("HTTP: search function under functions-framework")
+            http = run_http(url, owner, corpus, queries, sources, library)
+        peer_raw: dict[str, Any] = {}
+        peer: dict[str, dict[str, Any]] = {}
+        if not args.no_peer:
+            if args.peer_python.exists():
+                say("peer: langchain-postgres PGVectorStore")
+                peer_raw = run_peer(url, corpus, queries, args.peer_python, args.peer_add_sample)
+                peer = peer_stats(peer_raw, truth, sources)
+            else:
+                notes.append(f"peer skipped: {args.peer_python} missing (make bench creates it)")
+        app.dispose()
+        scaling: list[dict[str, Any]] = []
+        if args.scaling:
+            scaling = run_scaling(
+                url, _sizes(args.scaling_totals), args.scaling_org, args.queries, model
+            )
+        owner.dispose()
+    get_settings.cache_clear()
+
+    orgs: list[dict[str, Any]] = []
+    for org in corpus.orgs:
+        lib = library[org.slug]
+        entry: dict[str, Any] = {"size": org.size, "ragline": lib}
+        if http:
+            entry["http"] = http[org.slug]
+        if peer:
+            p = peer[org.slug]
+            entry["peer"] = p
+            entry["ratios"] = {
+                "vector_p95_ragline_over_peer_json": _ratio(
+                    lib["vector"]["p95_ms"], p["vector_json"]["p95_ms"]
+                ),
+                "vector_p95_ragline_over_peer_column": _ratio(
+                    lib["vector"]["p95_ms"], p["vector_column"]["p95_ms"]
+                ),
+                "hybrid_p95_ragline_over_peer": _ratio(
+                    lib["hybrid"]["p95_ms"], p["hybrid_column"]["p95_ms"]
+                ),
+                "vector_recall": {
+                    "ragline": lib["vector"]["recall@10"],
+                    "peer_json": p["vector_json"]["recall@10"],
+                    "peer_column": p["vector_column"]["recall@10"],
+                },
+            }
+        orgs.append(entry)
+    result: dict[str, Any] = {
+        "data": {
+            **corpus.describe(),
+            "label_note": "chunks labelled with the hashing "
+            "provider's model name so the HTTP function can search them",
+        },
+        "sizes": sizes,
+        "queries_per_org": args.queries,
+        "top_k": TOP_K,
+        "cpus": os.cpu_count(),
+        "load": load_timings,
+        "orgs": orgs,
+        "how": {
+            "recall@10": "vs the exact top-10 by cosine within the org (numpy, float64)",
+            "hit@10": "the chunk the query was made from is among the 10 results",
+            "latency": "client side, per query: tenant transaction + search (library); "
+            "request → JSON reply (HTTP); the store's sync call (peer)",
+            "http": "EMBEDDING_PROVIDER=hashing embeds the query text: text mode is "
+            "comparable with the library, vector/hybrid over HTTP are latency only",
+            "peer": "langchain-postgres PGVectorStore (v2) in bench/.venv-peer; json = org in "
+            "its JSON metadata (quickstart), column = org as a metadata column; default "
+            "hnsw.ef_search (40); hybrid = its RRF over 50 + 50 candidates",
+        },
+        "notes": notes,
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    if peer_raw:
+        result["peer"] = {
+            "version": peer_raw.get("langchain_postgres"),
+            "add_embeddings": peer_raw.get("add_embeddings"),
+            "load": peer_raw.get("load"),
+        }
+    if scaling:
+        result["scaling"] = scaling
+    if args.no_record:
+        print(json.dumps(result, indent=2))
+    else:
+        record("search", result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Retrieval guarantees under the tenant filter, on synthetic data in one shared table.
+
+Orgs of 10, 1 000 and 50 000 chunks share `chunk` (bulk-loaded with bench/synthetic.py, the
+bench's own loader, into a database of this module's own so the per-test truncation leaves it
+alone). Through `ragline.search.search(..., mode="vector")`: recall@10 ≥ 0.98 against the
+exact top-10 for each org size (exact plan for the small orgs, HNSW for the large one), always
+`top_k` results, `complete`, and the same results on every one of repeated executions on one
+connection (drivers switch to a generic plan after a few; it must not change the strategy).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ragline import db, migrate, search, tenancy
+from ragline.config import Settings
+
+from ..conftest import create_database, drop_database
+
+SIZES = (10, 1_000, 50_000)
+QUERIES = 20
+REPEATS = 10
+TOP_K = 10
+
+
+def _bench_module(name: str) -> ModuleType:
+    """bench/<name>.py, imported by path (bench/ is not a package)."""
+    path = Path(__file__).resolve().parents[2] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"ragline_bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+synthetic = _bench_module("synthetic")
+
+
+@dataclass
+class Loaded:
+    corpus: Any
+    engine: Engine
+
+
+@pytest.fixture(scope="module")
+def loaded(admin_url: str) -> Iterator[Loaded]:
+    name = f"ragline_recall_{uuid.uuid4().hex[:8]}"
+    url = create_database(admin_url, name)
+    owner = sa.create_engine(url)
+    app: Engine | None = None
+    try:
+        migrate.upgrade("head", engine=owner)
+        corpus = synthetic.make_corpus(SIZES, seed=11, slug_prefix="recall", words_per_chunk=8)
+        synthetic.load(owner, corpus)
+        # One connection: repeated executions really reuse its prepared statements.
+        app = db.build_engine(Settings(database_url=url, db_pool_size=1, db_max_overflow=0))
+        yield Loaded(corpus, app)
+    finally:
+        if app is not None:
+            app.dispose()
+        owner.dispose()
+        drop_database(admin_url, name)
+
+
+def _search(loaded: Loaded, org: Any, vector: Any) -> search.SearchResult:
+    embedder = synthetic.PlannedEmbedder(loaded.corpus.model)
+    embedder.plan(vector)
+    req = search.SearchRequest(query="synthetic query", top_k=TOP_K, mode="vector")
+    with tenancy.tenant_session(org.org_id, engine=loaded.engine) as session:
+        return search.search(session, req, embedder=embedder)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", SIZES)
+def test_recall_at_10_against_exact_search(loaded: Loaded, size: int) -> None:
+    corpus = loaded.corpus
+    org = next(o for o in corpus.orgs if o.size == size)
+    queries = synthetic.make_queries(corpus, org, QUERIES, seed=5)
+    truth = synthetic.exact_top_k(corpus, org, queries.vectors, TOP_K)
+    members = {str(corpus.chunk_ids[r]) for r in range(org.start, org.start + org.size)}
+    recalls = []
+    for vector, best in zip(queries.vectors, truth, strict=True):
+        result = _search(loaded, org, vector)
+        found = [str(h.chunk_id) for h in result.hits]
+        assert len(found) == TOP_K  # every org here has at least top_k chunks
+        assert result.complete
+        assert set(found) <= members  # never another org's chunk
+        expected = "exact" if size <= search.EXACT_MAX_ROWS else "hnsw"
+        assert result.plan["vector"] == expected
+        recalls.append(synthetic.recall(found, [corpus.chunk_ids[r] for r in best]))
+    assert sum(recalls) / len(recalls) >= 0.98, recalls
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", SIZES)
+def test_repeated_executions_return_the_same_results(loaded: Loaded, size: int) -> None:
+    corpus = loaded.corpus
+    org = next(o for o in corpus.orgs if o.size == size)
+    vector = synthetic.make_queries(corpus, org, 1, seed=9).vectors[0]
+    runs = [[h.chunk_id for h in _search(loaded, org, vector).hits] for _ in range(REPEATS)]
+    assert all(len(run) == TOP_K for run in runs)
+    assert all(run == runs[0] for run in runs), "results changed across executions"
