@@ -294,6 +294,31 @@ def _respond(reply: Reply, request_id: str) -> Response:
 Handler = Callable[[Request, Context], Reply]
 
 
+def _log_request(
+    req: Request,
+    function: str,
+    reply: Reply,
+    started: float,
+    request_id: str,
+    **extra: Any,
+) -> None:
+    """The one structured log line of an HTTP request (no payloads, no secrets)."""
+    log(
+        "WARNING" if reply.status >= 500 else "INFO",
+        f"{req.method} {function} {reply.status}",
+        request_id=request_id,
+        function=function,
+        **extra,
+        httpRequest={
+            "requestMethod": req.method,
+            "requestUrl": req.path,
+            "status": reply.status,
+            "latency": f"{time.monotonic() - started:.6f}s",
+        },
+        **trace_field(req.headers.get("X-Cloud-Trace-Context"), get_settings().gcp_project),
+    )
+
+
 def _run(
     req: Request,
     handler: Handler,
@@ -382,21 +407,7 @@ def endpoint(
                 reply = Reply(error_body("internal", "internal error", request_id), 500)
             for name, value in rate_headers.items():
                 reply.headers.setdefault(name, value)
-            latency = time.monotonic() - started
-            log(
-                "WARNING" if reply.status >= 500 else "INFO",
-                f"{req.method} {function} {reply.status}",
-                request_id=request_id,
-                function=function,
-                org_id=org_id,
-                httpRequest={
-                    "requestMethod": req.method,
-                    "requestUrl": req.path,
-                    "status": reply.status,
-                    "latency": f"{latency:.6f}s",
-                },
-                **trace_field(req.headers.get("X-Cloud-Trace-Context"), get_settings().gcp_project),
-            )
+            _log_request(req, function, reply, started, request_id, org_id=org_id)
             return _respond(reply, request_id)
 
         wrapped.__name__ = getattr(handler, "__name__", function)
@@ -551,19 +562,7 @@ def plain_endpoint(
                     stack=stack_summary(exc),
                 )
                 reply = Reply(error_body("internal", "internal error", request_id), 500)
-            log(
-                "WARNING" if reply.status >= 500 else "INFO",
-                f"{req.method} {function} {reply.status}",
-                request_id=request_id,
-                function=function,
-                httpRequest={
-                    "requestMethod": req.method,
-                    "requestUrl": req.path,
-                    "status": reply.status,
-                    "latency": f"{time.monotonic() - started:.6f}s",
-                },
-                **trace_field(req.headers.get("X-Cloud-Trace-Context"), get_settings().gcp_project),
-            )
+            _log_request(req, function, reply, started, request_id)
             return _respond(reply, request_id)
 
         wrapped.__name__ = getattr(handler, "__name__", function)
