@@ -41,6 +41,7 @@ from ragline.errors import (
     ValidationError,
 )
 from ragline.models import Run
+from ragline.vertex import VertexAuth, check_http_url
 
 __all__ = [
     "LLM",
@@ -68,7 +69,6 @@ RANK_DECAY = 0.2
 DEFAULT_MODELS = {"openai": "gpt-4o-mini", "vertex": "gemini-2.0-flash"}
 
 _HTTP_TIMEOUT_S = 60.0
-_CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered passages you are given. "
     "Cite every statement with the number of its passage in square brackets, like [2]; "
@@ -310,20 +310,13 @@ def _post_json(url: str, body: dict[str, Any], headers: dict[str, str], provider
         raise GenerationError(f"{provider} LLM: reply is not JSON") from exc
 
 
-def _http_base(url: str, setting: str) -> str:
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ConfigurationError(f"{setting} must be an http(s) URL, got {url!r}")
-    return url.rstrip("/")
-
-
 class OpenAIChat:
     """Any OpenAI-compatible `POST {base}/chat/completions`, over stdlib HTTP."""
 
     provider = "openai"
 
     def __init__(self, settings: Settings) -> None:
-        base = _http_base(settings.llm_base_url or "https://api.openai.com/v1", "LLM_BASE_URL")
+        base = check_http_url(settings.llm_base_url or "https://api.openai.com/v1", "LLM_BASE_URL")
         self._url = base + "/chat/completions"
         self.model: str = settings.llm_model or DEFAULT_MODELS["openai"]
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
@@ -357,27 +350,14 @@ class VertexGemini:
 
     def __init__(self, settings: Settings) -> None:
         self.model: str = settings.llm_model or DEFAULT_MODELS["vertex"]
-        try:
-            import google.auth
-            import google.auth.exceptions
-        except ImportError as exc:
-            raise ConfigurationError("LLM_PROVIDER=vertex needs google-auth") from exc
-        try:
-            credentials, detected_project = google.auth.default(scopes=[_CLOUD_PLATFORM_SCOPE])
-        except google.auth.exceptions.DefaultCredentialsError as exc:
-            raise ConfigurationError(f"no Google credentials for Vertex AI: {exc}") from exc
-        project = settings.vertex_project or detected_project
-        if not project:
-            raise ConfigurationError("LLM_PROVIDER=vertex needs VERTEX_PROJECT")
-        location = settings.vertex_location
-        base = settings.llm_base_url or f"https://{location}-aiplatform.googleapis.com"
-        self._url = (
-            _http_base(base, "LLM_BASE_URL")
-            + f"/v1/projects/{project}/locations/{location}"
-            + f"/publishers/google/models/{self.model}:generateContent"
+        self._vertex = VertexAuth(
+            settings,
+            setting="LLM_PROVIDER",
+            model=self.model,
+            method="generateContent",
+            base_url=settings.llm_base_url,
+            base_setting="LLM_BASE_URL",
         )
-        self._credentials: Any = credentials
-        self._token_lock = threading.Lock()
 
     def complete(self, system: str, prompt: str, *, temperature: float) -> str:
         body = {
@@ -385,8 +365,8 @@ class VertexGemini:
             "contents": [{"role": "user", "parts": [{"text": prompt}]}],
             "generationConfig": {"temperature": temperature},
         }
-        headers = {"Authorization": f"Bearer {self._token()}"}
-        reply = _post_json(self._url, body, headers, self.provider)
+        headers = {"Authorization": f"Bearer {self._vertex.token(GenerationError)}"}
+        reply = _post_json(self._vertex.url, body, headers, self.provider)
         try:
             parts = reply["candidates"][0]["content"]["parts"]
             text = "".join(str(p.get("text", "")) for p in parts)
@@ -395,21 +375,6 @@ class VertexGemini:
         if not text.strip():
             raise GenerationError("vertex LLM: empty answer")
         return text.strip()
-
-    def _token(self) -> str:
-        import google.auth.exceptions
-
-        with self._token_lock:
-            if not self._credentials.valid:
-                from google.auth.transport.requests import Request
-
-                try:
-                    self._credentials.refresh(Request())
-                except google.auth.exceptions.TransportError as exc:
-                    raise TransientError(f"vertex: token refresh failed: {exc}") from exc
-                except google.auth.exceptions.GoogleAuthError as exc:
-                    raise GenerationError(f"vertex: token refresh failed: {exc}") from exc
-            return str(self._credentials.token)
 
 
 _llm_lock = threading.Lock()

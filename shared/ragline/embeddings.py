@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ragline.config import Settings, get_settings
 from ragline.errors import ConfigurationError, EmbeddingError, TransientError
+from ragline.vertex import VertexAuth, check_http_url
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,7 +63,6 @@ _OPENAI_MAX_INPUTS = 2048  # per request (public limit)
 _OPENAI_MAX_CHARS = 600_000  # keeps a request well under the 300 000-token request limit
 _VERTEX_MAX_INPUTS = 250  # per request (public limit)
 _VERTEX_MAX_CHARS = 40_000  # keeps a request under the 20 000-token request limit
-_CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
 class Embedder(Protocol):
@@ -163,13 +163,6 @@ def _batches(texts: Sequence[str], max_items: int, max_chars: int) -> Iterator[S
         chars += len(text)
     if start < len(texts):
         yield texts[start:]
-
-
-def _check_http_url(url: str, setting: str) -> str:
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ConfigurationError(f"{setting} must be an http(s) URL, got {url!r}")
-    return url.rstrip("/")
 
 
 def _post_json(url: str, body: dict[str, Any], headers: dict[str, str], provider: str) -> Any:
@@ -398,7 +391,7 @@ class OpenAIEmbedder:
     def __init__(self, settings: Settings) -> None:
         self.name: str = settings.openai_embedding_model
         self.dim: int = settings.embedding_dim
-        self._url = _check_http_url(settings.openai_base_url, "OPENAI_BASE_URL") + "/embeddings"
+        self._url = check_http_url(settings.openai_base_url, "OPENAI_BASE_URL") + "/embeddings"
         api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
         if not api_key and urllib.parse.urlsplit(self._url).hostname == "api.openai.com":
             raise ConfigurationError("EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY")
@@ -445,27 +438,14 @@ class VertexEmbedder:
     def __init__(self, settings: Settings) -> None:
         self.name: str = settings.vertex_embedding_model
         self.dim: int = settings.embedding_dim
-        try:
-            import google.auth
-            import google.auth.exceptions
-        except ImportError as exc:
-            raise ConfigurationError("EMBEDDING_PROVIDER=vertex needs google-auth") from exc
-        try:
-            credentials, detected_project = google.auth.default(scopes=[_CLOUD_PLATFORM_SCOPE])
-        except google.auth.exceptions.DefaultCredentialsError as exc:
-            raise ConfigurationError(f"no Google credentials for Vertex AI: {exc}") from exc
-        project = settings.vertex_project or detected_project
-        if not project:
-            raise ConfigurationError("EMBEDDING_PROVIDER=vertex needs VERTEX_PROJECT")
-        location = settings.vertex_location
-        base = settings.vertex_endpoint or f"https://{location}-aiplatform.googleapis.com"
-        self._url = (
-            _check_http_url(base, "VERTEX_ENDPOINT")
-            + f"/v1/projects/{project}/locations/{location}"
-            + f"/publishers/google/models/{self.name}:predict"
+        self._vertex = VertexAuth(
+            settings,
+            setting="EMBEDDING_PROVIDER",
+            model=self.name,
+            method="predict",
+            base_url=settings.vertex_endpoint,
+            base_setting="VERTEX_ENDPOINT",
         )
-        self._credentials: Any = credentials
-        self._token_lock = threading.Lock()
 
     def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> list[list[float]]:
         """Unit vectors with task type RETRIEVAL_DOCUMENT or RETRIEVAL_QUERY by `kind`."""
@@ -480,8 +460,8 @@ class VertexEmbedder:
             "instances": [{"content": text, "task_type": task_type} for text in batch],
             "parameters": {"outputDimensionality": self.dim, "autoTruncate": True},
         }
-        headers = {"Authorization": f"Bearer {self._token()}"}
-        reply = _post_json(self._url, body, headers, "vertex")
+        headers = {"Authorization": f"Bearer {self._vertex.token(EmbeddingError)}"}
+        reply = _post_json(self._vertex.url, body, headers, "vertex")
         try:
             vectors = [
                 [float(x) for x in item["embeddings"]["values"]] for item in reply["predictions"]
@@ -495,22 +475,6 @@ class VertexEmbedder:
         for vector in vectors:
             _check_dim("vertex", len(vector), self.dim)
         return [_normalise(v) for v in vectors]
-
-    def _token(self) -> str:
-        """A valid access token, refreshed (once, under a lock) when expired."""
-        import google.auth.exceptions
-
-        with self._token_lock:
-            if not self._credentials.valid:
-                from google.auth.transport.requests import Request
-
-                try:
-                    self._credentials.refresh(Request())
-                except google.auth.exceptions.TransportError as exc:
-                    raise TransientError(f"vertex: token refresh failed: {exc}") from exc
-                except google.auth.exceptions.GoogleAuthError as exc:
-                    raise EmbeddingError(f"vertex: token refresh failed: {exc}") from exc
-            return str(self._credentials.token)
 
 
 # --------------------------------------------------------------------------- hashing
