@@ -1,22 +1,28 @@
 """`health`: GET / (liveness: no dependency calls), GET /ready (dependencies: 200 or 503).
 
-No API key: load balancers and uptime checks call it."""
+No API key: load balancers and uptime checks call it. `/ready` says only which checks pass;
+a caller with an admin API key also gets each check's detail and timing."""
 
 import functions_framework
 from flask import Request
+from werkzeug.routing import Rule
 
 from ragline import health as checks
-from ragline.errors import NotFoundError
-from ragline.http import Reply, path_segments, plain_endpoint
+from ragline.http import Reply, is_operator, match_route, plain_endpoint, routes
+
+ROUTES = routes(
+    Rule("/", endpoint="live", methods=["GET"]),
+    Rule("/ready", endpoint="ready", methods=["GET"]),
+)
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 @functions_framework.http
 @plain_endpoint("health", methods=("GET", "HEAD"))
 def health(req: Request) -> Reply:
-    route = path_segments(req)
-    if not route:
-        return Reply(checks.liveness(), headers={"Cache-Control": "no-store"})
-    if route == ["ready"]:
-        ready = checks.readiness()
-        return Reply(ready.to_dict(), 200 if ready.ok else 503, {"Cache-Control": "no-store"})
-    raise NotFoundError("no such route: use / or /ready")
+    route, _ = match_route(req, ROUTES)
+    if route == "live":
+        return Reply(checks.liveness(), headers=NO_STORE)
+    ready = checks.readiness()
+    body = ready.to_dict(detail=is_operator(req))
+    return Reply(body, 200 if ready.ok else 503, NO_STORE)

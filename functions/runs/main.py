@@ -3,10 +3,16 @@ tool_log, change status), GET /<id>/compare/<other_id>."""
 
 import functions_framework
 from flask import Request
+from werkzeug.routing import Rule
 
 from ragline import runs as records
-from ragline.errors import MethodNotAllowedError, NotFoundError
-from ragline.http import Context, Reply, endpoint, json_body, path_id, path_segments, query_params
+from ragline.http import Context, Reply, endpoint, json_body, match_route, query_params, routes
+
+ROUTES = routes(
+    Rule("/", endpoint="collection", methods=["GET", "POST"]),
+    Rule("/<uuid:run_id>", endpoint="one", methods=["GET", "PATCH"]),
+    Rule("/<uuid:run_id>/compare/<uuid:other_id>", endpoint="compare", methods=["GET"]),
+)
 
 
 @functions_framework.http
@@ -16,28 +22,18 @@ from ragline.http import Context, Reply, endpoint, json_body, path_id, path_segm
     scopes={"GET": "read", "POST": "write", "PATCH": "write"},
 )
 def runs(req: Request, ctx: Context) -> Reply:
-    segments = path_segments(req)
-    run_id = path_id(req)
-    if run_id is None:
-        if req.method == "POST":
-            run = records.create(ctx.session, json_body(req, records.NewRun))
-            return Reply(records.describe(run), 201)
-        if req.method != "GET":
-            raise MethodNotAllowedError(f"{req.method} needs /<run_id>")
+    route, args = match_route(req, ROUTES)
+    if route == "collection" and req.method == "POST":
+        run = records.create(ctx.session, json_body(req, records.NewRun))
+        return Reply(records.describe(run), 201)
+    if route == "collection":
         found, cursor = records.list_runs(ctx.session, query_params(req, records.RunQuery))
         return Reply(
             {"runs": [records.describe(r, detail=False) for r in found], "next_cursor": cursor}
         )
-    if len(segments) == 1:
-        if req.method == "PATCH":
-            run = records.patch(ctx.session, run_id, json_body(req, records.RunPatch))
-            return Reply(records.describe(run))
-        if req.method != "GET":
-            raise MethodNotAllowedError(f"{req.method} goes to /, not /<run_id>")
-        return Reply(records.describe(records.get(ctx.session, run_id)))
-    other_id = path_id(req, 2)
-    if len(segments) != 3 or segments[1] != "compare" or other_id is None:
-        raise NotFoundError(f"no such resource: {req.path[:120]!r}")
-    if req.method != "GET":
-        raise MethodNotAllowedError("compare is GET only")
-    return Reply(records.compare(ctx.session, run_id, other_id))
+    if route == "compare":
+        return Reply(records.compare(ctx.session, args["run_id"], args["other_id"]))
+    if req.method == "PATCH":
+        run = records.patch(ctx.session, args["run_id"], json_body(req, records.RunPatch))
+        return Reply(records.describe(run))
+    return Reply(records.describe(records.get(ctx.session, args["run_id"])))

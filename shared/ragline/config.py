@@ -100,6 +100,18 @@ class Settings(BaseSettings):
     chunk_overlap_tokens: int = 40
     embed_batch_chunks: int = 64
     max_body_bytes: int = 10 * 1024 * 1024
+    max_chunks_per_document: int = Field(
+        default=10_000, ge=1, description="A document that splits into more fails (too_many_chunks)"
+    )
+    org_stage_concurrency: int = Field(
+        default=4, ge=1, description="Tasks of one org running one stage at once (fair share)"
+    )
+    stage_lease_s: int = Field(
+        default=300, ge=10, description="A fair-share slot expires this long after its worker died"
+    )
+    fairshare_defer_s: float = Field(
+        default=3.0, ge=0, description="Delay before a task deferred for fair share runs again"
+    )
     fault_inject: str = Field(
         default="", description="Testing only: 'stage:N' makes stage fail its first N attempts"
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -257,7 +258,42 @@ def build_engine(
         cur.close()
         dbapi_conn.commit()
 
+    sa.event.listen(engine, "handle_error", invalidate_unless_server_error)
     return engine
+
+
+def server_reported(exc: BaseException) -> bool:
+    """True when the server itself answered with an error (a SQLSTATE), which leaves the
+    connection's protocol state in step: pg8000 puts the error fields in `args[0]`, psycopg
+    has `sqlstate`."""
+    first = exc.args[0] if exc.args else None
+    if isinstance(first, dict) and "C" in first:
+        return True
+    return bool(getattr(exc, "sqlstate", None))
+
+
+def invalidate_unless_server_error(ctx: sa.engine.ExceptionContext) -> None:
+    """`handle_error` hook: a connection on which a statement failed for any reason other than
+    an error the server reported (a parameter the driver could not convert half-way through
+    sending, a broken socket, an interrupt) may be out of step with the server, and its next
+    statement could read this one's result. Invalidate it: it is closed, never pooled again.
+    (Issue 11, defect 1: a crafted cursor made pg8000 fail mid-message.)"""
+    if ctx.is_pre_ping or ctx.is_disconnect:
+        return
+    if not server_reported(ctx.original_exception):
+        ctx.is_disconnect = True
+        ctx.invalidate_pool_on_disconnect = False
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for every way "the database cannot be reached right now" surfaces: refused or
+    dropped connections (pg8000 raises InterfaceError for those, not OperationalError), an
+    exhausted pool, a connection invalidated mid-statement."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, (sa_exc.OperationalError, sa_exc.InterfaceError)
+        )
+    return isinstance(exc, (sa_exc.TimeoutError, ConnectionError))
 
 
 def get_engine(*, app_role: bool = True) -> Engine:

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from ragline import tenancy
-from ragline.errors import NotFoundError, ValidationError
+from ragline import pagination, tenancy
+from ragline.errors import NotFoundError
 from ragline.models import Chunk, Document, Run
 
 MAX_TITLE = 500
@@ -162,10 +162,6 @@ class ListQuery(BaseModel):
     cursor: str | None = Field(default=None, max_length=200)
 
 
-def _cursor(doc: Document) -> str:
-    return f"{doc.created_at.isoformat()}|{doc.id}"
-
-
 def list_documents(session: Session, q: ListQuery) -> tuple[list[Document], str | None]:
     """Newest first, keyset-paginated by (created_at, id)."""
     where: list[Any] = [Document.deleted_at.is_(None)]
@@ -173,15 +169,7 @@ def list_documents(session: Session, q: ListQuery) -> tuple[list[Document], str 
         where.append(Document.status == q.status)
     if q.kind:
         where.append(Document.kind == q.kind)
-    if q.cursor:
-        try:
-            at, _, id_ = q.cursor.partition("|")
-            where.append(
-                sa.tuple_(Document.created_at, Document.id)
-                < sa.tuple_(sa.literal(datetime.fromisoformat(at)), sa.literal(uuid.UUID(id_)))
-            )
-        except ValueError as exc:
-            raise ValidationError("invalid cursor") from exc
+    where += pagination.before(Document.created_at, Document.id, q.cursor)
     docs = tenancy.list_(
         session,
         Document,
@@ -189,9 +177,7 @@ def list_documents(session: Session, q: ListQuery) -> tuple[list[Document], str 
         order_by=[Document.created_at.desc(), Document.id.desc()],
         limit=q.limit + 1,
     )
-    more = len(docs) > q.limit
-    docs = docs[: q.limit]
-    return docs, (_cursor(docs[-1]) if more and docs else None)
+    return pagination.page(docs, q.limit)
 
 
 def delete(session: Session, document_id: uuid.UUID) -> bool:
@@ -207,4 +193,19 @@ def delete(session: Session, document_id: uuid.UUID) -> bool:
     doc.deleted_at = sa.func.now()
     doc.updated_at = sa.func.now()
     doc.content = ""
+    # The ingest run ends with its document (a later stage task finds nothing to do).
+    session.execute(
+        tenancy.scoped_update(
+            session,
+            Run,
+            Run.document_id == document_id,
+            Run.kind == "ingest",
+            Run.status.in_(("pending", "running")),
+        ).values(
+            status="cancelled",
+            error="document deleted",
+            finished_at=sa.func.now(),
+            updated_at=sa.func.now(),
+        )
+    )
     return True

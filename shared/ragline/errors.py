@@ -38,6 +38,12 @@ class MalformedBodyError(ValidationError):
     code = "malformed_body"
 
 
+class MalformedHeaderError(MalformedBodyError):
+    """A header that is repeated, or not in the form it must have."""
+
+    code = "malformed_header"
+
+
 class PayloadTooLargeError(ValidationError):
     code = "payload_too_large"
 
@@ -76,6 +82,12 @@ class IdempotencyMismatchError(RaglineError):
 
 class RateLimitedError(RaglineError):
     code = "rate_limited"
+
+
+class TooManyChunksError(RaglineError):
+    """A document splits into more chunks than its org may have per document."""
+
+    code = "too_many_chunks"
 
 
 class EmbeddingError(RaglineError):

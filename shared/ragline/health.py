@@ -32,7 +32,7 @@ from ragline.errors import ConfigurationError
 from ragline.logs import log
 
 #: Alembic head of migrations/versions; bump it with every new migration (a test checks it).
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 VERSIONS_DIR = Path(__file__).resolve().parents[2] / "migrations" / "versions"
 #: pgvector from which filtered HNSW searches use iterative index scans.
 VECTOR_ITERATIVE = (0, 8)
@@ -57,11 +57,11 @@ class Readiness:
     def ok(self) -> bool:
         return all(c.ok for c in self.checks.values())
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": "ok" if self.ok else "unavailable",
-            "checks": {name: asdict(c) for name, c in self.checks.items()},
-        }
+    def to_dict(self, *, detail: bool = True) -> dict[str, Any]:
+        """With `detail=False` (anonymous callers) only pass/fail per check: versions, the
+        migration head and queue names are for operators (issue 11, finding 12)."""
+        checks = {name: asdict(c) if detail else {"ok": c.ok} for name, c in self.checks.items()}
+        return {"status": "ok" if self.ok else "unavailable", "checks": checks}
 
 
 def liveness() -> dict[str, str]:

@@ -9,6 +9,7 @@ authentication, tenancy, error mapping and a structured log line around a small 
 from __future__ import annotations
 
 import json
+import math
 import time
 import traceback
 import uuid
@@ -18,13 +19,14 @@ from typing import Any, TypeVar
 
 import pydantic
 from flask import Request, Response
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
+from werkzeug import exceptions as wz_exc
+from werkzeug.routing import Map, RequestRedirect, Rule
 
 from ragline import apikeys, errors, idempotency, ratelimit, tenancy
 from ragline.apikeys import Principal
 from ragline.config import get_settings
-from ragline.db import get_engine
+from ragline.db import get_engine, is_unavailable
 from ragline.logs import log, trace_field
 
 T = TypeVar("T", bound=pydantic.BaseModel)
@@ -97,6 +99,129 @@ def error_body(code: str, message: str, request_id: str, details: Any = None) ->
     return {"error": err}
 
 
+def reply_for_error(
+    exc: BaseException, request_id: str, function: str, *, allow: tuple[str, ...] = ()
+) -> Reply:
+    """The one exception → reply mapping of every entry point (API, task, scheduled, plain):
+    ragline errors by class, an unreachable database as 503 `database_unavailable`, anything
+    else as a 500 that carries only the request id (the stack goes to the log)."""
+    if isinstance(exc, errors.RaglineError):
+        status = status_for(exc)
+        details = exc.details
+        if isinstance(details, dict):
+            details = {k: v for k, v in details.items() if k != "headers"}
+        reply = Reply(error_body(exc.code, exc.message, request_id, details), status)
+        if status == 405:
+            own = details.get("allow") if isinstance(details, dict) else None
+            reply.headers["Allow"] = ", ".join(own or allow)
+        if isinstance(details, dict) and "retry_after" in details:
+            reply.headers["Retry-After"] = str(details["retry_after"])
+        if isinstance(exc.details, dict) and isinstance(exc.details.get("headers"), dict):
+            reply.headers.update(exc.details["headers"])
+        return reply
+    if is_unavailable(exc):
+        log(
+            "ERROR",
+            "database unavailable",
+            request_id=request_id,
+            function=function,
+            error=type(exc).__name__,
+        )
+        reply = Reply(error_body("database_unavailable", "database unavailable", request_id), 503)
+        reply.headers["Retry-After"] = "5"
+        return reply
+    log(
+        "ERROR",
+        "unhandled error",
+        request_id=request_id,
+        function=function,
+        error=type(exc).__name__,
+        stack=stack_summary(exc),
+    )
+    return Reply(error_body("internal", "internal error", request_id), 500)
+
+
+class _CappedInput:
+    """A WSGI input stream that yields at most `cap` bytes and then reports end of body:
+    nothing downstream (functions-framework's after-request hook reads every body to the end)
+    can pull more than the cap into memory, with or without a Content-Length."""
+
+    def __init__(self, stream: Any, cap: int) -> None:
+        self._stream = stream
+        self._left = cap
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        want = self._left if size is None or size < 0 else min(size, self._left)
+        data = bytes(self._stream.read(want))
+        self._left -= len(data)
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        want = self._left if size is None or size < 0 else min(size, self._left)
+        data = bytes(self._stream.readline(want))
+        self._left -= len(data)
+        return data
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
+
+
+def body_limit_middleware(app: Any) -> Any:
+    """WSGI middleware: a declared Content-Length over MAX_BODY_BYTES gets 413 before the
+    function runs (nothing is read); any other body is capped at the limit + 1 byte, so
+    `read_body` sees the overflow and answers 413 while at most that much was buffered."""
+
+    def middleware(environ: dict[str, Any], start_response: Any) -> Any:
+        limit = get_settings().max_body_bytes
+        declared = environ.get("CONTENT_LENGTH") or ""
+        refusal: tuple[str, str, str] | None = None
+        if declared:
+            if not declared.isdigit():
+                refusal = ("400 Bad Request", "malformed_body", "invalid Content-Length")
+            elif int(declared) > limit:
+                refusal = (
+                    "413 Request Entity Too Large",
+                    "payload_too_large",
+                    f"body larger than {limit} bytes",
+                )
+        if refusal is not None:
+            request_id = uuid.uuid4().hex
+            body = json.dumps(error_body(refusal[1], refusal[2], request_id)).encode()
+            start_response(
+                refusal[0],
+                [
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                    ("X-Request-Id", request_id),
+                    ("Connection", "close"),
+                ],
+            )
+            return [body]
+        environ["wsgi.input"] = _CappedInput(environ["wsgi.input"], limit + 1)
+        return app(environ, start_response)
+
+    middleware.ragline_body_limit = True  # type: ignore[attr-defined]
+    return middleware
+
+
+def install_body_limit() -> None:
+    """Put `body_limit_middleware` in front of the Flask app that is loading this function.
+
+    functions-framework executes a function's source inside the app context of the app it
+    built, so decorating a handler (at import) is the moment to wrap that app, once."""
+    import flask
+
+    if not flask.has_app_context():
+        return
+    app = flask.current_app._get_current_object()  # type: ignore[attr-defined]
+    if not getattr(app.wsgi_app, "ragline_body_limit", False):
+        app.wsgi_app = body_limit_middleware(app.wsgi_app)
+
+
 def read_body(req: Request, limit: int | None = None) -> bytes:
     """The raw body, refusing more than `limit` bytes (MAX_BODY_BYTES) before reading it all."""
     cached = req.environ.get(_BODY_KEY)
@@ -129,7 +254,7 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise errors.MalformedBodyError("body is not valid UTF-8") from exc
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         raise errors.MalformedBodyError(f"body is not valid JSON: {exc}"[:200]) from exc
     if _depth(value) > MAX_JSON_DEPTH:
@@ -162,15 +287,37 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    """Numbers like 1e999 overflow to infinity, which JSONB (and JSON) cannot hold."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:40]}")
+    return value
+
+
+def _validation_error(exc: pydantic.ValidationError) -> errors.ValidationError:
+    details = [{"loc": list(e["loc"]), "type": e["type"], "msg": e["msg"]} for e in exc.errors()]
+    return errors.ValidationError("request body failed validation", details=details)
+
+
 def validate(model: type[T], value: Any) -> T:
-    """Validate a decoded body; field errors become 422 with their locations and types."""
+    """Validate decoded values in lax mode (query parameters are strings: `?limit=5` is 5);
+    field errors become 422 with their locations and types."""
     try:
         return model.model_validate(value)
     except pydantic.ValidationError as exc:
-        details = [
-            {"loc": list(e["loc"]), "type": e["type"], "msg": e["msg"]} for e in exc.errors()
-        ]
-        raise errors.ValidationError("request body failed validation", details=details) from exc
+        raise _validation_error(exc) from exc
+
+
+def validate_json(model: type[T], raw: bytes) -> T:
+    """Check a raw JSON body (`parse_json`), then validate it in strict JSON mode: a number
+    must be a number and a boolean a boolean (`"top_k": "5"` or `true` is a 422), while
+    JSON's strings still become UUIDs and timestamps."""
+    parse_json(raw)
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except pydantic.ValidationError as exc:
+        raise _validation_error(exc) from exc
 
 
 def json_body(req: Request, model: type[T]) -> T:
@@ -178,23 +325,30 @@ def json_body(req: Request, model: type[T]) -> T:
     ctype = (req.mimetype or "").lower()
     if ctype != "application/json":
         raise errors.UnsupportedMediaTypeError("Content-Type must be application/json")
-    return validate(model, parse_json(read_body(req)))
+    return validate_json(model, read_body(req))
 
 
-def path_segments(req: Request) -> list[str]:
-    """The non-empty segments of the request path (`/a/b/` -> ["a", "b"])."""
-    return [p for p in req.path.split("/") if p]
+def routes(*rules: Rule) -> Map:
+    """A function's route table. Ids are canonical UUIDs only (`<uuid:...>`, werkzeug's
+    converter): no braces, no `urn:`, no missing hyphens; a trailing slash is optional."""
+    return Map(list(rules), strict_slashes=False, merge_slashes=False)
 
 
-def path_id(req: Request, index: int = 0) -> uuid.UUID | None:
-    """The UUID at path segment `index`, None when the path is shorter; 404 if malformed."""
-    segments = path_segments(req)
-    if len(segments) <= index:
-        return None
+def match_route(req: Request, table: Map) -> tuple[str, dict[str, Any]]:
+    """`(endpoint, arguments)` of the rule matching the request's path and method: an
+    unknown path is a 404 and a known path with another method a 405 naming the path's
+    own methods."""
+    adapter = table.bind("function", path_info=req.path)
     try:
-        return uuid.UUID(segments[index])
-    except ValueError as exc:
-        raise errors.NotFoundError(f"no such resource: {segments[index][:80]!r}") from exc
+        endpoint, args = adapter.match(req.path, method=req.method)
+    except wz_exc.MethodNotAllowed as exc:
+        allowed = sorted(set(exc.valid_methods or ()) - {"HEAD", "OPTIONS"})
+        raise errors.MethodNotAllowedError(
+            f"{req.method} not allowed on this path", details={"allow": allowed}
+        ) from exc
+    except (wz_exc.NotFound, RequestRedirect) as exc:
+        raise errors.NotFoundError(f"no such resource: {req.path[:120]!r}") from exc
+    return str(endpoint), dict(args)
 
 
 def check_query_args(req: Request) -> None:
@@ -216,14 +370,14 @@ def query_params(req: Request, model: type[T]) -> T:
 def _single_header(req: Request, name: str) -> str | None:
     values = req.headers.getlist(name)
     if len(values) > 1:
-        raise errors.MalformedBodyError(f"the {name} header must appear once")
+        raise errors.MalformedHeaderError(f"the {name} header must appear once")
     return values[0] if values else None
 
 
 def _api_key(req: Request) -> str:
     auth = _single_header(req, "Authorization") or ""
     if "," in auth:  # repeated headers arrive comma-joined in WSGI; keys never contain commas
-        raise errors.MalformedBodyError("the Authorization header must appear once")
+        raise errors.MalformedHeaderError("the Authorization header must appear once")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
     key = (_single_header(req, "X-API-Key") or "").strip()
@@ -232,9 +386,34 @@ def _api_key(req: Request) -> str:
     return key
 
 
+def is_operator(req: Request) -> bool:
+    """True for an internal caller (the queue/scheduler credential: the task secret locally,
+    the scheduler's OIDC token in GCP; works while the database is down) or an API key with
+    the `admin` scope. Never raises: for endpoints that answer everyone but tell operators
+    more."""
+    try:
+        verify_queue_or_scheduler(
+            req, "health", caller=get_settings().scheduler_caller_service_account
+        )
+        return get_settings().task_auth != "none"
+    except Exception:  # noqa: S110 - not internal: try an API key next
+        pass
+    if not req.headers.get("Authorization") and not req.headers.get("X-API-Key"):
+        return False
+    try:
+        return "admin" in _authenticate(req).scopes
+    except Exception:
+        return False
+
+
 def _authenticate(req: Request) -> Principal:
     with Session(get_engine()) as session:
         return apikeys.authenticate(session, _api_key(req))
+
+
+def _canonical_query(req: Request) -> str:
+    """The query string with parameters sorted: part of what an Idempotency-Key stands for."""
+    return "&".join(f"{k}={v}" for k, v in sorted(req.args.items(multi=True)))
 
 
 @dataclass
@@ -251,7 +430,11 @@ def _admit(req: Request, function: str, principal: Principal, bucket: str) -> _A
     if req.method in UNSAFE_METHODS:
         raw = _single_header(req, "Idempotency-Key")
         key = idempotency.validate_key(raw) if raw is not None else None
-    req_hash = idempotency.request_hash(req.method, req.path, read_body(req)) if key else ""
+    req_hash = (
+        idempotency.request_hash(req.method, req.path, _canonical_query(req), read_body(req))
+        if key
+        else ""
+    )
     with tenancy.tenant_session(principal.org_id) as session:
         apikeys.touch(session, principal.api_key_id)
         decision = ratelimit.take(session, principal.api_key_id, bucket)
@@ -354,6 +537,7 @@ def endpoint(
     """Wrap a handler: request id → method check → auth → scope → rate limit → idempotency →
     tenant transaction → handler → commit → after-commit hooks → error mapping → log line."""
     needed = scopes or {}
+    install_body_limit()
 
     def decorate(handler: Handler) -> Callable[[Request], Response]:
         def wrapped(req: Request) -> Response:
@@ -377,34 +561,8 @@ def endpoint(
                     reply.headers["Idempotent-Replayed"] = "true"
                 else:
                     reply = _run(req, handler, request_id, function, principal, admission)
-            except errors.RaglineError as exc:
-                status = status_for(exc)
-                details = exc.details
-                if isinstance(exc, errors.RateLimitedError) and isinstance(details, dict):
-                    rate_headers = details.pop("headers", {})
-                reply = Reply(error_body(exc.code, exc.message, request_id, details), status)
-                if status == 405:
-                    reply.headers["Allow"] = ", ".join(methods)
-                if isinstance(details, dict) and "retry_after" in details:
-                    reply.headers["Retry-After"] = str(details["retry_after"])
-            except sa_exc.OperationalError as exc:
-                log(
-                    "ERROR", "database unavailable", request_id=request_id, error=type(exc).__name__
-                )
-                reply = Reply(
-                    error_body("database_unavailable", "database unavailable", request_id), 503
-                )
-                reply.headers["Retry-After"] = "5"
             except Exception as exc:
-                log(
-                    "ERROR",
-                    "unhandled error",
-                    request_id=request_id,
-                    function=function,
-                    error=type(exc).__name__,
-                    stack=stack_summary(exc),
-                )
-                reply = Reply(error_body("internal", "internal error", request_id), 500)
+                reply = reply_for_error(exc, request_id, function, allow=methods)
             for name, value in rate_headers.items():
                 reply.headers.setdefault(name, value)
             _log_request(req, function, reply, started, request_id, org_id=org_id)
@@ -464,6 +622,8 @@ def task_endpoint(stage: str) -> Callable[[Request], Response]:
     """The HTTP face of a pipeline stage: verify the caller, run the stage, 200 or 503."""
     from ragline import pipeline
 
+    install_body_limit()
+
     def wrapped(req: Request) -> Response:
         started = time.monotonic()
         request_id = req.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
@@ -481,19 +641,8 @@ def task_endpoint(stage: str) -> Callable[[Request], Response]:
                 stage, raw, attempt=attempt, max_attempts=get_settings().task_max_attempts
             )
             reply = Reply({"ok": outcome.ok, "detail": outcome.detail}, 200 if outcome.ok else 503)
-        except errors.RaglineError as exc:
-            reply = Reply(
-                error_body(exc.code, exc.message, request_id, exc.details), status_for(exc)
-            )
         except Exception as exc:
-            log(
-                "ERROR",
-                "unhandled task error",
-                request_id=request_id,
-                function=stage,
-                error=type(exc).__name__,
-            )
-            reply = Reply(error_body("internal", "internal error", request_id), 500)
+            reply = reply_for_error(exc, request_id, stage, allow=("POST",))
         log(
             "INFO" if reply.status < 500 else "WARNING",
             f"task {stage} {reply.status}",
@@ -524,6 +673,7 @@ def plain_endpoint(
     """Wrap a handler that needs no API key (health checks, scheduler targets): request id →
     method check → `verify` (caller check) → handler → error mapping → one log line. The
     handler opens any transaction it needs itself."""
+    install_body_limit()
 
     def decorate(handler: PlainHandler) -> Callable[[Request], Response]:
         def wrapped(req: Request) -> Response:
@@ -535,33 +685,8 @@ def plain_endpoint(
                 if verify is not None:
                     verify(req)
                 reply = handler(req)
-            except errors.RaglineError as exc:
-                status = status_for(exc)
-                reply = Reply(error_body(exc.code, exc.message, request_id, exc.details), status)
-                if status == 405:
-                    reply.headers["Allow"] = ", ".join(methods)
-            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-                log(
-                    "ERROR",
-                    "database unavailable",
-                    request_id=request_id,
-                    function=function,
-                    error=type(exc).__name__,
-                )
-                reply = Reply(
-                    error_body("database_unavailable", "database unavailable", request_id), 503
-                )
-                reply.headers["Retry-After"] = "5"
             except Exception as exc:
-                log(
-                    "ERROR",
-                    "unhandled error",
-                    request_id=request_id,
-                    function=function,
-                    error=type(exc).__name__,
-                    stack=stack_summary(exc),
-                )
-                reply = Reply(error_body("internal", "internal error", request_id), 500)
+                reply = reply_for_error(exc, request_id, function, allow=methods)
             _log_request(req, function, reply, started, request_id)
             return _respond(reply, request_id)
 
@@ -591,4 +716,4 @@ def optional_json_body(req: Request, model: type[T]) -> T:
     ctype = (req.mimetype or "").lower()
     if ctype not in ("application/json", ""):
         raise errors.UnsupportedMediaTypeError("Content-Type must be application/json")
-    return validate(model, parse_json(raw))
+    return validate_json(model, raw)

@@ -21,7 +21,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from ragline import tenancy
-from ragline.errors import IdempotencyInProgressError, IdempotencyMismatchError, ValidationError
+from ragline.errors import (
+    IdempotencyInProgressError,
+    IdempotencyMismatchError,
+    MalformedHeaderError,
+    ValidationError,
+)
 from ragline.models import IdempotencyKey
 
 MAX_KEY_LENGTH = 255
@@ -37,21 +42,28 @@ class Replay:
 
 
 def validate_key(key: str) -> str:
+    """A key is 1-255 printable characters without commas: servers join repeated headers
+    with ", ", so a comma means the header was sent twice (refused, never stored joined)."""
     key = key.strip()
+    if "," in key:
+        raise MalformedHeaderError("the Idempotency-Key header must appear once")
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise ValidationError(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters")
     return key
 
 
-def request_hash(method: str, path: str, body: bytes) -> str:
-    """Hash of method, path and the canonical body (JSON re-serialised with sorted keys)."""
+def request_hash(method: str, path: str, query: str, body: bytes) -> str:
+    """Hash of method, path, query string and the canonical body (JSON re-serialised with
+    sorted keys; a body that is not JSON, or too deep to re-serialise, is hashed as sent)."""
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         canonical = body
     digest = hashlib.sha256()
-    for part in (method.upper().encode(), b"\0", path.encode(), b"\0", canonical):
-        digest.update(part)
+    for part in (method.upper(), path, query):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    digest.update(canonical)
     return digest.hexdigest()
 
 

@@ -11,7 +11,7 @@ from flask import Request
 from ragline import queues
 from ragline.documents import Ingested, NewDocument
 from ragline.errors import MalformedBodyError, UnsupportedMediaTypeError, ValidationError
-from ragline.http import check_query_args, parse_json, read_body, validate
+from ragline.http import check_query_args, read_body, validate, validate_json
 
 TEXT_TYPES = ("text/plain", "text/markdown")
 #: A pending document re-submitted after this long gets its chunk task enqueued again.
@@ -23,7 +23,7 @@ def parse_request(req: Request) -> NewDocument:
     ctype = (req.mimetype or "").lower()
     raw = read_body(req)
     if ctype == "application/json":
-        return validate(NewDocument, parse_json(raw))
+        return validate_json(NewDocument, raw)
     if ctype in TEXT_TYPES:
         try:
             text = raw.decode("utf-8")

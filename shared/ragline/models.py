@@ -249,6 +249,21 @@ class RateLimitBucket(Base):
     updated_at: Mapped[datetime] = _now()
 
 
+class StageLease(Base):
+    """A slot of an org's fair share of a pipeline stage (`ragline.fairshare`): held while a
+    task of that org runs the stage, released at the end, expired if its worker died."""
+
+    __tablename__ = "stage_lease"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("org.id", ondelete="CASCADE"), primary_key=True
+    )
+    stage: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    slot: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    holder: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
 #: Tables that carry `org_id` and get row-level security.
 TENANT_TABLES: tuple[str, ...] = tuple(
     t.name for t in Base.metadata.sorted_tables if "org_id" in t.columns

@@ -13,13 +13,12 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from ragline import queues, tenancy
+from ragline import fairshare, queues, tenancy
 from ragline.config import get_settings
-from ragline.errors import RaglineError, TransientError
+from ragline.errors import RaglineError, TooManyChunksError, TransientError
 from ragline.logs import log
 from ragline.models import Chunk, Document, Run
 
@@ -62,44 +61,57 @@ def _locked_doc(session: Session, doc_id: uuid.UUID) -> Document | None:
 
 
 def chunk(task: TaskPayload) -> None:
-    """Split the document into chunks (once), then enqueue one embed task per batch."""
+    """Split the document into chunks (once), then enqueue one embed task per batch.
+
+    The split runs outside any transaction (no row lock held while computing); the insert
+    and the status change happen under the document's row lock, re-checked there."""
     settings = get_settings()
     started = time.monotonic()
+    with tenancy.tenant_session(task.org_id) as session:
+        doc = tenancy.get(session, Document, task.document_id)
+        if doc is None or doc.status not in ACTIVE:
+            return
+        existing = tenancy.count(session, Chunk, Chunk.document_id == doc.id)
+        content = doc.content if existing == 0 else ""
+        cap = fairshare.org_limit(
+            session, "max_chunks_per_document", settings.max_chunks_per_document
+        )
+    rows: list[dict[str, Any]] = []
+    if existing == 0:
+        from ragline.chunking import split_document
+
+        pieces = split_document(
+            content, max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens
+        )
+        if len(pieces) > cap:
+            raise TooManyChunksError(
+                f"the document splits into {len(pieces)} chunks; the limit is {cap} per document"
+            )
+        rows = [
+            {
+                "org_id": task.org_id,
+                "document_id": task.document_id,
+                "ord": p.ord,
+                "text": p.text,
+                "section_label": p.section_label,
+                "token_count": p.token_count,
+                "start_offset": p.start,
+                "end_offset": p.end,
+            }
+            for p in pieces
+        ]
     with tenancy.tenant_session(task.org_id) as session:
         doc = _locked_doc(session, task.document_id)
         if doc is None or doc.status not in ACTIVE:
             return
-        existing = tenancy.count(session, Chunk, Chunk.document_id == doc.id)
-        if existing == 0:
-            from ragline.chunking import split_document
-
-            pieces = split_document(
-                doc.content,
-                max_tokens=settings.chunk_tokens,
-                overlap_tokens=settings.chunk_overlap_tokens,
+        if rows:
+            session.execute(
+                insert(Chunk).on_conflict_do_nothing(index_elements=["document_id", "ord"]), rows
             )
-            rows = [
-                {
-                    "org_id": task.org_id,
-                    "document_id": doc.id,
-                    "ord": p.ord,
-                    "text": p.text,
-                    "section_label": p.section_label,
-                    "token_count": p.token_count,
-                    "start_offset": p.start,
-                    "end_offset": p.end,
-                }
-                for p in pieces
-            ]
-            if rows:
-                session.execute(
-                    insert(Chunk).on_conflict_do_nothing(index_elements=["document_id", "ord"]),
-                    rows,
-                )
-            existing = len(rows)
+        n_chunks = tenancy.count(session, Chunk, Chunk.document_id == doc.id)
         if doc.status != "embedding":
             doc.status = "embedding"
-            doc.chunk_count = existing
+            doc.chunk_count = n_chunks
             doc.updated_at = sa.func.now()
             session.flush()
             session.execute(
@@ -107,7 +119,6 @@ def chunk(task: TaskPayload) -> None:
                     timings=_add_timing(doc.id, "chunk_ms", _ms(started))
                 )
             )
-        n_chunks = existing
     size = settings.embed_batch_chunks
     batches = (n_chunks + size - 1) // size
     for i in range(batches):
@@ -293,21 +304,44 @@ def _inject_fault(stage: str, attempt: int) -> None:
             raise TransientError(f"injected fault in {stage} (attempt {attempt})")
 
 
+#: Stages whose tasks take a slot of the org's fair share (`ragline.fairshare`).
+FAIR_STAGES = ("chunk", "embed")
+
+
+def _defer(stage: str, task: TaskPayload) -> None:
+    """Enqueue the task again, a little later, under a fresh name (the stages are idempotent,
+    so a duplicate is harmless)."""
+    payload = task.model_dump(mode="json", exclude_none=True)
+    name = f"{stage}-{task.document_id}-{task.batch or 0}-d{uuid.uuid4().hex[:12]}"
+    queues.enqueue(stage, payload, name, delay_s=get_settings().fairshare_defer_s)
+
+
+def _run_fairly(stage: str, task: TaskPayload) -> str:
+    """Run the stage inside one of the org's slots, or defer it when they are all taken."""
+    if stage not in FAIR_STAGES or not queues.can_defer():
+        HANDLERS[stage](task)
+        return "done"
+    with fairshare.slot(task.org_id, stage) as granted:
+        if granted:
+            HANDLERS[stage](task)
+            return "done"
+    _defer(stage, task)
+    return "deferred: the org's share of this stage is in use"
+
+
 def run_stage(stage: str, raw: dict[str, Any], *, attempt: int, max_attempts: int) -> Outcome:
     """Run one delivery of a stage task and say whether the queue should retry it."""
     task = TaskPayload.model_validate(raw)
-    handler = HANDLERS[stage]
     try:
         _inject_fault(stage, attempt)
-        handler(task)
-        return Outcome(True, "done")
-    except (TransientError, sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        return Outcome(True, _run_fairly(stage, task))
+    except TransientError as exc:
         error = f"{type(exc).__name__}: {exc}"
         transient = True
     except RaglineError as exc:
         error = f"{exc.code}: {exc.message}"
         transient = False
-    except Exception as exc:  # unknown: retry, but never forever
+    except Exception as exc:  # unknown or the database away: retry, but never forever
         error = f"{type(exc).__name__}: {exc}"
         transient = True
     last = attempt + 1 >= max_attempts

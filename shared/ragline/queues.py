@@ -32,8 +32,15 @@ def queue_name(stage: str, settings: Settings | None = None) -> str:
     return f"{s.queue_prefix}-{stage}"
 
 
-def enqueue(stage: str, payload: dict[str, Any], task_name: str) -> None:
-    """Hand `payload` to `stage` through the configured backend."""
+def can_defer(settings: Settings | None = None) -> bool:
+    """Whether a task can be enqueued to run later (`delay_s`): Cloud Tasks only (SQS FIFO
+    queues take no per-message delay; inline runs now)."""
+    return (settings or get_settings()).queue_backend == "cloudtasks"
+
+
+def enqueue(stage: str, payload: dict[str, Any], task_name: str, *, delay_s: float = 0) -> None:
+    """Hand `payload` to `stage` through the configured backend (`delay_s`: Cloud Tasks
+    schedules it that much later; see `can_defer`)."""
     if not _NAME_OK.match(task_name):
         raise ValueError(f"invalid task name {task_name!r}")
     settings = get_settings()
@@ -41,7 +48,7 @@ def enqueue(stage: str, payload: dict[str, Any], task_name: str) -> None:
     if backend == "inline":
         _inline(stage, payload, settings)
     elif backend == "cloudtasks":
-        _cloud_tasks(stage, payload, task_name, settings)
+        _cloud_tasks(stage, payload, task_name, settings, delay_s)
     else:
         from ragline import sqs
 
@@ -81,7 +88,9 @@ def _tasks_client(settings: Settings) -> Any:
         return _clients[key]
 
 
-def _cloud_tasks(stage: str, payload: dict[str, Any], task_name: str, settings: Settings) -> None:
+def _cloud_tasks(
+    stage: str, payload: dict[str, Any], task_name: str, settings: Settings, delay_s: float = 0
+) -> None:
     from google.api_core import exceptions as gexc
     from google.cloud import tasks_v2
 
@@ -104,7 +113,11 @@ def _cloud_tasks(stage: str, payload: dict[str, Any], task_name: str, settings: 
             "service_account_email": settings.task_service_account,
             "audience": url,
         }
-    task = {"name": f"{parent}/tasks/{task_name}", "http_request": http_request}
+    task: dict[str, Any] = {"name": f"{parent}/tasks/{task_name}", "http_request": http_request}
+    if delay_s > 0:
+        from datetime import UTC, datetime, timedelta
+
+        task["schedule_time"] = datetime.now(UTC) + timedelta(seconds=delay_s)
     try:
         client.create_task(parent=parent, task=task, timeout=10.0)
     except gexc.AlreadyExists:

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from ragline import tenancy
-from ragline.errors import ConflictError, NotFoundError, ValidationError
+from ragline import pagination, tenancy
+from ragline.errors import ConflictError, NotFoundError
 from ragline.models import Run
 
 Status = Literal["pending", "running", "succeeded", "failed", "cancelled"]
@@ -176,10 +176,6 @@ def patch(session: Session, run_id: uuid.UUID, change: RunPatch) -> Run:
     ).one()
 
 
-def _cursor(run: Run) -> str:
-    return f"{run.created_at.isoformat()}|{run.id}"
-
-
 def list_runs(session: Session, q: RunQuery) -> tuple[list[Run], str | None]:
     """Newest first, keyset-paginated by (created_at, id)."""
     where: list[Any] = []
@@ -189,21 +185,11 @@ def list_runs(session: Session, q: RunQuery) -> tuple[list[Run], str | None]:
         where.append(Run.kind == q.kind)
     if q.status:
         where.append(Run.status == q.status)
-    if q.cursor:
-        try:
-            at, _, id_ = q.cursor.partition("|")
-            where.append(
-                sa.tuple_(Run.created_at, Run.id)
-                < sa.tuple_(sa.literal(datetime.fromisoformat(at)), sa.literal(uuid.UUID(id_)))
-            )
-        except ValueError as exc:
-            raise ValidationError("invalid cursor") from exc
+    where += pagination.before(Run.created_at, Run.id, q.cursor)
     found = tenancy.list_(
         session, Run, *where, order_by=[Run.created_at.desc(), Run.id.desc()], limit=q.limit + 1
     )
-    more = len(found) > q.limit
-    found = found[: q.limit]
-    return found, (_cursor(found[-1]) if more and found else None)
+    return pagination.page(found, q.limit)
 
 
 def _params(run: Run) -> dict[str, Any]:

@@ -12,11 +12,25 @@ import pytest
 import sqlalchemy as sa
 
 from ragline import db, health, queues
+from ragline.config import get_settings
 from ragline.devstack import free_port
+from ragline.queues import TASK_SECRET_HEADER
 
 from .helpers import client
 
 CHECKS = {"database", "vector", "migrations", "queue", "embeddings"}
+
+
+@pytest.fixture(autouse=True)
+def _internal_caller(configure: Callable[..., None]) -> None:
+    configure(task_auth="secret", task_secret="health-s3cret")
+
+
+def operator() -> dict[str, str]:
+    """The internal caller's credential (TASK_AUTH=secret): `/ready` details are for it."""
+    secret = get_settings().task_secret
+    assert secret is not None, "tests run with a task secret"
+    return {TASK_SECRET_HEADER: secret.get_secret_value()}
 
 
 class HangingServer:
@@ -97,7 +111,7 @@ def test_liveness_calls_no_dependency(
 
 @pytest.mark.usefixtures("offline")
 def test_ready_on_the_test_database() -> None:
-    resp = client("health").get("/ready")
+    resp = client("health").get("/ready", headers=operator())
     assert resp.status_code == 200, resp.json
     assert resp.json["status"] == "ok" and set(resp.json["checks"]) == CHECKS
     checks = resp.json["checks"]
@@ -114,7 +128,7 @@ def test_ready_is_503_fast_when_the_socket_is_gone(
 ) -> None:
     database_at(f"postgresql+pg8000://u@/ragline?unix_sock={tmp_path}/none/.s.PGSQL.5432")
     started = time.monotonic()
-    resp = client("health").get("/ready")
+    resp = client("health").get("/ready", headers=operator())
     assert time.monotonic() - started < 5
     assert resp.status_code == 503 and resp.json["status"] == "unavailable"
     checks = resp.json["checks"]
@@ -130,14 +144,14 @@ def test_ready_is_503_fast_when_the_database_hangs(
     database_at(hanging.url)
     fn = client("health")
     started = time.monotonic()
-    resp = fn.get("/ready")
+    resp = fn.get("/ready", headers=operator())
     assert time.monotonic() - started < 5
     assert resp.status_code == 503
     assert resp.json["checks"]["database"]["detail"].startswith("no answer within")
     assert hanging.accepted  # it really connected, and got stuck
     # The stuck probe is not started again: the next call fails at once.
     started = time.monotonic()
-    again = fn.get("/ready")
+    again = fn.get("/ready", headers=operator())
     assert time.monotonic() - started < 1
     assert again.status_code == 503
     assert "still running" in again.json["checks"]["database"]["detail"]
@@ -150,7 +164,7 @@ def test_ready_is_503_when_migrations_are_behind() -> None:
         head = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
         conn.execute(sa.text("UPDATE alembic_version SET version_num = 'old'"))
     try:
-        resp = client("health").get("/ready")
+        resp = client("health").get("/ready", headers=operator())
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": head})
@@ -193,7 +207,7 @@ def test_vector_check(version: str | None, ok: bool, detail: str) -> None:
 
 def test_ready_reports_a_misconfigured_embedder(configure: Callable[..., None]) -> None:
     configure(queue_backend="inline", embedding_provider="openai", openai_api_key="")
-    resp = client("health").get("/ready")
+    resp = client("health").get("/ready", headers=operator())
     assert resp.status_code == 503
     assert resp.json["checks"]["embeddings"] == {
         "ok": False,
@@ -211,7 +225,7 @@ def test_ready_reports_an_unreachable_queue(configure: Callable[..., None]) -> N
     )
     try:
         started = time.monotonic()
-        resp = client("health").get("/ready")
+        resp = client("health").get("/ready", headers=operator())
         assert time.monotonic() - started < 5
     finally:
         queues.reset_clients()
