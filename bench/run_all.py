@@ -33,6 +33,8 @@ DEFAULT = [
     ("search.py", ["--sizes", "10,100,1000,10000,100000", "--queries", "30", "--scaling"]),
     ("ingest.py", ["--chunks", "500"]),
     ("coldstart.py", ["--starts", "3", "--imports", "3"]),
+    ("pathological_text.py", ["--mb", "1"]),
+    ("attack.py", []),
 ]
 QUICK = [
     (
@@ -51,6 +53,8 @@ QUICK = [
     ),
     ("ingest.py", ["--chunks", "40"]),
     ("coldstart.py", ["--starts", "1", "--imports", "1", "--only", "health,search"]),
+    ("pathological_text.py", ["--mb", "0.25"]),
+    ("attack.py", ["--quick"]),
 ]
 
 

@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ragline.errors import TooManyChunksError
+
 __all__ = ["MIN_MAX_TOKENS", "Chunk", "count_tokens", "split_document"]
 
 MIN_MAX_TOKENS = 8
@@ -522,11 +524,14 @@ def _pack(
         yield current[0].start, current[-1].end, total
 
 
-def split_document(text: str, *, max_tokens: int = 200, overlap_tokens: int = 40) -> list[Chunk]:
+def split_document(
+    text: str, *, max_tokens: int = 200, overlap_tokens: int = 40, max_chunks: int | None = None
+) -> list[Chunk]:
     """Split `text` into chunks of at most `max_tokens` tokens that never cross a section.
 
     Raises ValueError if `max_tokens` < MIN_MAX_TOKENS or `overlap_tokens` is not in
-    ``[0, max_tokens)``. See the module docstring for the rules.
+    ``[0, max_tokens)``, and TooManyChunksError as soon as a chunk past `max_chunks` is made
+    (the rest of the text is not split). See the module docstring for the rules.
     """
     if max_tokens < MIN_MAX_TOKENS:
         raise ValueError(f"max_tokens must be at least {MIN_MAX_TOKENS}, got {max_tokens}")
@@ -541,6 +546,11 @@ def split_document(text: str, *, max_tokens: int = 200, overlap_tokens: int = 40
         for span in section.spans:
             _refine(text, span, budget, max_tokens, spans)
         for start, end, count in _pack(text, spans, max_tokens, overlap_tokens):
+            if max_chunks is not None and len(chunks) >= max_chunks:
+                raise TooManyChunksError(
+                    f"the document splits into more than {max_chunks} chunks, "
+                    "the limit per document"
+                )
             chunks.append(
                 Chunk(
                     ord=len(chunks),

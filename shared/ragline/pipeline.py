@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from ragline import fairshare, queues, tenancy
 from ragline.config import get_settings
-from ragline.errors import RaglineError, TooManyChunksError, TransientError
+from ragline.errors import RaglineError, TransientError
 from ragline.logs import log
 from ragline.models import Chunk, Document, Run
 
@@ -81,12 +81,11 @@ def chunk(task: TaskPayload) -> None:
         from ragline.chunking import split_document
 
         pieces = split_document(
-            content, max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens
+            content,
+            max_tokens=settings.chunk_tokens,
+            overlap_tokens=settings.chunk_overlap_tokens,
+            max_chunks=cap,
         )
-        if len(pieces) > cap:
-            raise TooManyChunksError(
-                f"the document splits into {len(pieces)} chunks; the limit is {cap} per document"
-            )
         rows = [
             {
                 "org_id": task.org_id,

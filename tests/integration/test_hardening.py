@@ -9,6 +9,7 @@ import io
 import json
 import subprocess
 import sys
+import tracemalloc
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 from ragline import db, documents, fairshare, pipeline, tenancy
 from ragline.config import get_settings
 from ragline.devstack import free_port
+from ragline.http import DRAIN_MAX_BYTES
 from ragline.models import Document, Run
 
 from .helpers import GENEROUS, client, make_tenant
@@ -154,30 +156,54 @@ class CountingStream(io.RawIOBase):
 
 
 @pytest.mark.parametrize("function", ["answer", "ingest", "search"])
-def test_4_a_chunked_body_is_never_read_past_the_limit(function: str) -> None:
+def test_4_a_chunked_body_is_never_buffered_past_the_limit(function: str) -> None:
+    """No Content-Length, 50x the limit: the function answers after reading at most the
+    limit + 1 byte into memory; the rest is discarded in blocks (up to DRAIN_MAX_BYTES) or
+    left unread. Before the fix the whole body was buffered."""
     limit = get_settings().max_body_bytes
     stream = CountingStream(50 * limit)
-    resp = client(function).post(
-        "/",
-        content_type=J,
-        environ_overrides={"wsgi.input": stream, "wsgi.input_terminated": True},
-    )
+    fn = client(function)
+    tracemalloc.start()
+    try:
+        resp = fn.post(
+            "/",
+            content_type=J,
+            environ_overrides={"wsgi.input": stream, "wsgi.input_terminated": True},
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     assert resp.status_code in (401, 413), resp.get_data(as_text=True)[:200]
-    assert stream.read_bytes <= limit + 1 + 64 * 1024, stream.read_bytes
+    assert stream.read_bytes <= limit + 1 + DRAIN_MAX_BYTES, stream.read_bytes
+    assert peak < 5 * limit, peak  # a few copies of the capped body; before: the whole body
 
 
-def test_4_a_declared_oversize_body_is_413_before_reading() -> None:
+@pytest.mark.parametrize("extra", [10, DRAIN_MAX_BYTES])
+def test_4_a_declared_oversize_body_is_413_without_buffering(extra: int) -> None:
+    """A Content-Length over the limit: 413 before the function runs; the body is discarded
+    block by block (so the client, still sending, reads the 413), or left unread and the
+    connection closed when it is larger than DRAIN_MAX_BYTES."""
     tenant = make_tenant("big-body")
     limit = get_settings().max_body_bytes
-    stream = CountingStream(limit + 10)
-    resp = client("answer").post(
-        "/",
-        content_type=J,
-        headers=tenant.headers,
-        environ_overrides={"wsgi.input": stream, "CONTENT_LENGTH": str(limit + 10)},
-    )
+    stream = CountingStream(limit + extra)
+    fn = client("answer")
+    tracemalloc.start()
+    try:
+        resp = fn.post(
+            "/",
+            content_type=J,
+            headers=tenant.headers,
+            environ_overrides={"wsgi.input": stream, "CONTENT_LENGTH": str(limit + extra)},
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     assert resp.status_code == 413 and resp.json["error"]["code"] == "payload_too_large"
-    assert stream.read_bytes == 0
+    assert peak < limit // 4, peak
+    if limit + extra > DRAIN_MAX_BYTES:
+        assert stream.read_bytes == 0 and resp.headers["Connection"] == "close"
+    else:
+        assert stream.read_bytes == limit + extra
 
 
 # --- 5. non-finite numbers -------------------------------------------------------------------
