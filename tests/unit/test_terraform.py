@@ -297,11 +297,11 @@ def test_task_handlers_are_invoked_by_their_own_task_account() -> None:
 def test_scheduler_job_targets_retention() -> None:
     call = module_call("scheduler")
     assert call["name"] == "retention"
-    assert call["target_url"] == '${module.function["retention"].uri}'
     assert call["target_service"] == '${module.function["retention"].function_name}'
     job = _resource("scheduler", "google_cloud_scheduler_job")
     target = job["http_target"][0]
     assert target["uri"] == "${var.target_url}"
+    assert target["oidc_token"][0]["audience"] == "${var.target_url}"
     assert target["oidc_token"][0]["service_account_email"] == (
         "${google_service_account.default.email}"
     )
@@ -309,6 +309,17 @@ def test_scheduler_job_targets_retention() -> None:
     assert invoker["service"] == "${var.target_service}"
     schedule = variables(TF)["retention_schedule"]["default"].split()
     assert len(schedule) == 5 and schedule[2:] == ["*", "*", "*"], "retention runs daily"
+
+
+def test_scheduler_audience_is_the_url_retention_verifies() -> None:
+    """Issue 15, finding 3: the job's OIDC audience and FUNCTION_URLS["retention"] (what
+    ragline.http.verify_queue_or_scheduler compares it with) are one expression."""
+    values = local_values()
+    assert values["common_env"]["FUNCTION_URLS"] == "${jsonencode(local.stage_urls)}"
+    assert '"retention"' in values["stage_urls"]
+    call = module_call("scheduler")
+    assert call["target_url"] == '${local.stage_urls["retention"]}'
+    assert "uri" not in call["target_url"], "the hash-style service_config.uri is not the audience"
 
 
 # --- environment and secrets -------------------------------------------------------------------
@@ -448,7 +459,10 @@ def test_module_layout_and_variables(directory: str) -> None:
         assert variables(path)["prefix"].get("validation"), f"{directory}: prefix not validated"
     terraform = load(path / "versions.tf")["terraform"][0]
     assert terraform["required_version"] == ">= 1.6"
-    assert terraform["required_providers"][0]["google"]["version"] == "~> 6.0"
+    # The root pins the version the offline schema check was extracted from; modules accept
+    # the major (tests/unit/test_terraform_schema.py checks both against the schema).
+    google = terraform["required_providers"][0]["google"]["version"]
+    assert google == ("6.50.0" if directory == "." else ">= 6.50.0, < 7.0.0")
 
 
 def test_root_main_only_wires_modules() -> None:
