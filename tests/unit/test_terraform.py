@@ -732,3 +732,19 @@ def test_deployment_guide_has_no_forward_dependencies() -> None:
     steps = [int(n) for n in re.findall(r"^(\d+)\. \*\*", guide, flags=re.M)]
     assert steps == list(range(1, len(steps) + 1))
     assert "Known gaps" not in text
+
+
+def test_function_requirements_are_pinned() -> None:
+    """Issue 15, finding 7: every runtime dependency of the functions has an exact version."""
+    import tomllib
+
+    pins = {}
+    for line in (REPO / "requirements" / "functions.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not an exact pin: {line}"
+            pins[name] = version
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for spec in [*project["dependencies"], "onnxruntime", "tokenizers", "numpy"]:
+        name = re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[; ]", spec)[0]).lower()
+        assert name in pins, f"{name} has no pin in requirements/functions.txt"
