@@ -25,7 +25,9 @@ locals {
   stages = ["chunk", "embed", "finalize"]
 
   # Deterministic run.app URLs (SERVICE-PROJECT_NUMBER.REGION.run.app) of the task
-  # handlers: known before the functions exist, so no function depends on another.
+  # handlers and of retention: known before the functions exist, so no function depends on
+  # another. They are FUNCTION_URLS (the OIDC audience the functions verify) and the URLs
+  # Cloud Tasks (ragline.queues) and the scheduler job call with that audience.
   # Cloud Tasks reaches ALLOW_INTERNAL_ONLY services on run.app URLs only.
   stage_urls = {
     for s in concat(local.stages, ["retention"]) :
@@ -98,7 +100,7 @@ module "function" {
   labels                = { function = each.key }
   source_dir            = var.functions_source_dir
   source_bucket         = google_storage_bucket.sources.name
-  build_service_account = var.build_service_account
+  build_service_account = coalesce(var.build_service_account, google_service_account.build.id)
 
   public           = each.value.public
   ingress_settings = each.value.public ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
@@ -113,7 +115,8 @@ module "function" {
   environment_variables        = local.function_env[each.key]
   secret_environment_variables = local.function_secret_env[each.key]
 
-  depends_on = [google_project_service.apis]
+  # time_sleep.build_iam: the build account's grants are in place and have propagated.
+  depends_on = [google_project_service.apis, time_sleep.build_iam]
 }
 
 module "database" {
@@ -165,7 +168,9 @@ module "scheduler" {
   schedule       = var.retention_schedule
   time_zone      = var.retention_time_zone
   target_service = module.function["retention"].function_name
-  target_url     = module.function["retention"].uri
+  # The URL the function checks the OIDC audience against (FUNCTION_URLS["retention"]), not
+  # the hash-style service_config.uri: one expression on both sides (issue 15, finding 3).
+  target_url = local.stage_urls["retention"]
 
   depends_on = [google_project_service.apis]
 }

@@ -28,6 +28,16 @@ resource "google_logging_metric" "document_failed" {
   depends_on = [google_project_service.apis]
 }
 
+# A new log-based metric takes a while to become visible to Cloud Monitoring: an alert policy
+# created right after it fails with 404 "Cannot find metric(s)" (hashicorp/terraform-provider-google
+# issues 5216 and 11370). Wait once, after the metric is created (issue 15, finding 4).
+resource "time_sleep" "document_failed_metric" {
+  create_duration = "90s"
+  triggers = {
+    metric = google_logging_metric.document_failed.id
+  }
+}
+
 resource "google_monitoring_alert_policy" "document_failed" {
   project               = var.project_id
   display_name          = "ragline (${var.prefix}): documents failed"
@@ -61,4 +71,6 @@ resource "google_monitoring_alert_policy" "document_failed" {
     mime_type = "text/markdown"
     content   = "At least one document ended in status `failed`. Find it in Cloud Logging with `jsonPayload.event=\"document_failed\"` (fields run and document ids, never content) and see the runs API for the error code."
   }
+
+  depends_on = [time_sleep.document_failed_metric]
 }

@@ -2,12 +2,17 @@ data "google_project" "this" {
   project_id = var.project_id
 }
 
+# serviceusage (which enables the others) and cloudresourcemanager (which reads the project
+# number) must be on before the first plan: docs/DEPLOYMENT.md enables them with gcloud in its
+# first step; they are listed here so that Terraform keeps them on. Every other resource of
+# this configuration depends on google_project_service.apis (issue 15, finding 6).
 resource "google_project_service" "apis" {
   for_each = toset(concat(
     [
       "artifactregistry.googleapis.com",
       "cloudbuild.googleapis.com",
       "cloudfunctions.googleapis.com",
+      "cloudresourcemanager.googleapis.com",
       "cloudscheduler.googleapis.com",
       "cloudtasks.googleapis.com",
       "iam.googleapis.com",
@@ -15,7 +20,9 @@ resource "google_project_service" "apis" {
       "monitoring.googleapis.com",
       "run.googleapis.com",
       "secretmanager.googleapis.com",
+      "serviceusage.googleapis.com",
       "sqladmin.googleapis.com",
+      "storage.googleapis.com",
     ],
     local.vertex ? ["aiplatform.googleapis.com"] : [],
   ))

@@ -10,7 +10,7 @@ variable "alert_notification_channels" {
 }
 
 variable "build_service_account" {
-  description = "Service account id (projects/P/serviceAccounts/EMAIL) Cloud Build uses to build the functions; null = the project's default build service account."
+  description = "Service account id (projects/P/serviceAccounts/EMAIL) Cloud Build uses to build the functions; null = the dedicated PREFIX-build account this configuration creates (never the project's default build account)."
   type        = string
   default     = null
 }

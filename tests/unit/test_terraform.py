@@ -297,11 +297,11 @@ def test_task_handlers_are_invoked_by_their_own_task_account() -> None:
 def test_scheduler_job_targets_retention() -> None:
     call = module_call("scheduler")
     assert call["name"] == "retention"
-    assert call["target_url"] == '${module.function["retention"].uri}'
     assert call["target_service"] == '${module.function["retention"].function_name}'
     job = _resource("scheduler", "google_cloud_scheduler_job")
     target = job["http_target"][0]
     assert target["uri"] == "${var.target_url}"
+    assert target["oidc_token"][0]["audience"] == "${var.target_url}"
     assert target["oidc_token"][0]["service_account_email"] == (
         "${google_service_account.default.email}"
     )
@@ -309,6 +309,17 @@ def test_scheduler_job_targets_retention() -> None:
     assert invoker["service"] == "${var.target_service}"
     schedule = variables(TF)["retention_schedule"]["default"].split()
     assert len(schedule) == 5 and schedule[2:] == ["*", "*", "*"], "retention runs daily"
+
+
+def test_scheduler_audience_is_the_url_retention_verifies() -> None:
+    """Issue 15, finding 3: the job's OIDC audience and FUNCTION_URLS["retention"] (what
+    ragline.http.verify_queue_or_scheduler compares it with) are one expression."""
+    values = local_values()
+    assert values["common_env"]["FUNCTION_URLS"] == "${jsonencode(local.stage_urls)}"
+    assert '"retention"' in values["stage_urls"]
+    call = module_call("scheduler")
+    assert call["target_url"] == '${local.stage_urls["retention"]}'
+    assert "uri" not in call["target_url"], "the hash-style service_config.uri is not the audience"
 
 
 # --- environment and secrets -------------------------------------------------------------------
@@ -448,7 +459,10 @@ def test_module_layout_and_variables(directory: str) -> None:
         assert variables(path)["prefix"].get("validation"), f"{directory}: prefix not validated"
     terraform = load(path / "versions.tf")["terraform"][0]
     assert terraform["required_version"] == ">= 1.6"
-    assert terraform["required_providers"][0]["google"]["version"] == "~> 6.0"
+    # The root pins the version the offline schema check was extracted from; modules accept
+    # the major (tests/unit/test_terraform_schema.py checks both against the schema).
+    google = terraform["required_providers"][0]["google"]["version"]
+    assert google == ("6.50.0" if directory == "." else ">= 6.50.0, < 7.0.0")
 
 
 def test_root_main_only_wires_modules() -> None:
@@ -555,3 +569,182 @@ def test_checkov() -> None:
     )
     assert proc.returncode == 0, f"checkov failed:\n{proc.stdout[-6000:]}{proc.stderr[-2000:]}"
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+# --- deploy: identities, ordering, pipelines (issue 15) -------------------------------------------
+
+DEPLOYMENT = REPO / "docs" / "DEPLOYMENT.md"
+
+#: Role the deploy identity needs to set the IAM policy behind each IAM resource type
+#: (Editor has no setIamPolicy on any of these).
+IAM_RESOURCE_ROLES = {
+    "google_cloud_run_service_iam_member": "roles/run.admin",
+    "google_cloud_tasks_queue_iam_member": "roles/cloudtasks.queueAdmin",
+    "google_project_iam_member": "roles/resourcemanager.projectIamAdmin",
+    "google_secret_manager_secret_iam_member": "roles/secretmanager.admin",
+    "google_service_account_iam_member": "roles/iam.serviceAccountAdmin",
+    "google_storage_bucket_iam_member": "roles/storage.admin",
+}
+
+
+def _all_resources() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for directory in (TF, *(TF / "modules" / m for m in MODULES)):
+        yield from resources(directory)
+
+
+def _deploy_roles() -> set[str]:
+    """Roles of the deploy identity in the docs' least-privilege table."""
+    text = DEPLOYMENT.read_text(encoding="utf-8")
+    table = text[text.index("### Identities") : text.index("### Prerequisites")]
+    roles: set[str] = set()
+    in_deploy = False
+    for line in table.splitlines():
+        if line.startswith("| `"):
+            in_deploy = "ragline-deploy@" in line
+        if in_deploy:
+            roles |= set(re.findall(r"`(roles/[\w.]+)`", line))
+    return roles
+
+
+def test_deploy_identity_has_the_role_of_every_iam_resource_type() -> None:
+    used = {t for t, _, _ in _all_resources() if t.endswith(("_iam_member", "_iam_binding"))}
+    unknown = used - set(IAM_RESOURCE_ROLES)
+    assert not unknown, f"add the role that sets these policies to IAM_RESOURCE_ROLES: {unknown}"
+    roles = _deploy_roles()
+    missing = {t: IAM_RESOURCE_ROLES[t] for t in used if IAM_RESOURCE_ROLES[t] not in roles}
+    assert not missing, f"docs/DEPLOYMENT.md deploy identity lacks {missing}"
+    assert {"roles/editor", "roles/cloudsql.admin", "roles/iam.serviceAccountUser"} <= roles
+    # The bootstrap grants exactly the roles of the table (project-level ones).
+    text = DEPLOYMENT.read_text(encoding="utf-8")
+    loop = re.search(r"for role in (.*?); do", text, re.S)
+    assert loop is not None
+    granted = set(re.findall(r"roles/[\w.]+", loop.group(1)))
+    assert granted == roles - {"roles/secretmanager.secretAccessor"}
+
+
+def test_functions_build_as_the_dedicated_build_account() -> None:
+    call = module_call("function")
+    assert call["build_service_account"] == (
+        "${coalesce(var.build_service_account, google_service_account.build.id)}"
+    )
+    assert _resource(".", "google_service_account", "build")["account_id"] == "${var.prefix}-build"
+    roles = local_values()["build_roles"]
+    build = {v["role"] for k, v in roles.items() if k.startswith("build/")}
+    assert build == {"roles/logging.logWriter", "roles/artifactregistry.writer"}
+    sources = _resource(".", "google_storage_bucket_iam_member", "build_sources")
+    assert sources["role"] == "roles/storage.objectViewer"
+    assert sources["bucket"] == "${google_storage_bucket.sources.name}"
+    assert "${time_sleep.build_iam}" in call["depends_on"]
+
+
+def test_alert_policy_waits_for_its_metric() -> None:
+    wait = _resource(".", "time_sleep", "document_failed_metric")
+    assert wait["triggers"]["metric"] == "${google_logging_metric.document_failed.id}"
+    assert wait["create_duration"].endswith("s")
+    alert = _resource(".", "google_monitoring_alert_policy", "document_failed")
+    assert alert["depends_on"] == ["${time_sleep.document_failed_metric}"]
+
+
+def test_every_root_resource_is_ordered_after_the_apis() -> None:
+    """Issue 15, finding 6: nothing is created before google_project_service.apis."""
+    apis = "google_project_service.apis"
+    pending = {
+        (t, n): str(b) for t, n, b in resources(TF) if (t, n) != ("google_project_service", "apis")
+    }
+    modules = {name: str(body) for name, body in blocks(TF, "module")}
+    ordered = {f"module.{m}" for m, body in modules.items() if apis in body}
+    assert ordered == {f"module.{m}" for m in modules}, "every module call depends on the APIs"
+    changed = True
+    while changed:
+        changed = False
+        for (t, n), body in list(pending.items()):
+            if apis in body or any(ref in body for ref in ordered):
+                ordered.add(f"{t}.{n}")
+                del pending[(t, n)]
+                changed = True
+    assert not pending, f"not ordered after the APIs: {sorted(pending)}"
+    enabled = _resource(".", "google_project_service", "apis")["for_each"]
+    for api in ("serviceusage", "cloudresourcemanager"):
+        assert f'"{api}.googleapis.com"' in enabled
+
+
+def _build(name: str) -> dict[str, Any]:
+    import yaml
+
+    data: dict[str, Any] = yaml.safe_load((REPO / name).read_text(encoding="utf-8"))
+    return data
+
+
+def _step_text(step: dict[str, Any]) -> str:
+    return " ".join(str(a) for a in step.get("args", []))
+
+
+def test_deploy_build_validates_and_plans_before_migrating_then_applies_the_plan() -> None:
+    steps = [s["id"] for s in _build("cloudbuild.yaml")["steps"]]
+    order = ["package", "terraform-init", "terraform-validate", "terraform-plan", "migrate"]
+    order += ["terraform-apply", "smoke"]
+    assert [s for s in steps if s in order] == order
+    by_id = {s["id"]: s for s in _build("cloudbuild.yaml")["steps"]}
+    assert "-out=/workspace/tfplan" in by_id["terraform-plan"]["args"]
+    apply = by_id["terraform-apply"]["args"]
+    assert apply[-1] == "/workspace/tfplan" and "-auto-approve" not in apply
+    assert not any(a.startswith("-var") for a in apply), "a saved plan takes no variables"
+    assert "gcloud builds triggers run" in _step_text(by_id["migrate"])
+
+
+def test_deploy_build_runs_no_installed_or_test_code() -> None:
+    """Issue 15, finding 8: the identity that deploys never runs make setup/test or pip install."""
+    deploy = _build("cloudbuild.yaml")
+    text = " ".join(_step_text(s) for s in deploy["steps"])
+    for forbidden in ("make ", "pip install", ".venv/bin", "pytest"):
+        assert forbidden not in text, forbidden
+    assert "--only-binary=:all:" in text and "--no-deps" in text
+    tests = _build("cloudbuild-test.yaml")
+    test_text = " ".join(_step_text(s) for s in tests["steps"])
+    assert "make setup" in test_text and "make test" in test_text
+    assert "availableSecrets" not in tests and "terraform" not in test_text.replace("make", "")
+    migrate = _build("cloudbuild-migrate.yaml")
+    migrate_text = " ".join(_step_text(s) for s in migrate["steps"])
+    assert "ragline migrate" in migrate_text and "terraform" not in migrate_text
+    assert "availableSecrets" not in migrate
+
+
+def test_deployment_guide_has_no_forward_dependencies() -> None:
+    """Issue 15, findings 6 and 9: bootstrap APIs first, smoke key before the first deploy run,
+    schema before the smoke org, no list of gaps that are fixed."""
+    text = DEPLOYMENT.read_text(encoding="utf-8")
+    guide = text[text.index("### First deploy") : text.index("### The Cloud Build pipelines")]
+
+    def at(needle: str) -> int:
+        assert needle in guide, needle
+        return guide.index(needle)
+
+    assert at("serviceusage.googleapis.com cloudresourcemanager.googleapis.com") < at("terraform ")
+    assert at("service-accounts create ragline-deploy") < at("terraform init")
+    assert at("versions add ragline-api-key-pepper") < at("terraform apply tfplan")
+    assert at("terraform apply tfplan") < at("CREATE ROLE ragline_app")
+    assert at("CREATE ROLE ragline_ops") < at("GRANT ragline_ops TO")
+    assert at("triggers create manual --name=ragline-migrate-dev") < at(
+        "triggers run ragline-migrate-dev"
+    )
+    assert at("triggers run ragline-migrate-dev") < at("ragline org create smoke")
+    assert at("gcloud secrets create ragline-smoke-api-key") < at("triggers run ragline-deploy-dev")
+    steps = [int(n) for n in re.findall(r"^(\d+)\. \*\*", guide, flags=re.M)]
+    assert steps == list(range(1, len(steps) + 1))
+    assert "Known gaps" not in text
+
+
+def test_function_requirements_are_pinned() -> None:
+    """Issue 15, finding 7: every runtime dependency of the functions has an exact version."""
+    import tomllib
+
+    pins = {}
+    for line in (REPO / "requirements" / "functions.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not an exact pin: {line}"
+            pins[name] = version
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for spec in [*project["dependencies"], "onnxruntime", "tokenizers", "numpy"]:
+        name = re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[; ]", spec)[0]).lower()
+        assert name in pins, f"{name} has no pin in requirements/functions.txt"

@@ -1,5 +1,5 @@
 variable "build_service_account" {
-  description = "Service account id (projects/P/serviceAccounts/EMAIL) Cloud Build uses to build the function; null uses the project's default build service account."
+  description = "Service account id (projects/P/serviceAccounts/EMAIL) Cloud Build uses to build the function (logs, Artifact Registry writer, read on source_bucket); null uses the project's default build account, which new projects no longer grant those rights."
   type        = string
   default     = null
 }
