@@ -429,8 +429,11 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import exit_on_sigterm, record
 
-    from ragline import apikeys, db, devstack, orgs, tenancy
-    from ragline.config import get_settings
+    from ragline.core.config import get_settings
+    from ragline.db import engine as db
+    from ragline.db import orgs, tenancy
+    from ragline.dev import devstack
+    from ragline.guardrails import apikeys
 
     exit_on_sigterm()
     os.environ["RAGLINE_HOME"] = tempfile.mkdtemp(prefix="rla-", dir="/tmp")

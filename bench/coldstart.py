@@ -63,7 +63,7 @@ def first_response(
     target: str, source: Path, env: dict[str, str], method: str, timeout: float = 60
 ) -> tuple[float, int]:
     """Seconds from Popen to the first HTTP response, and its status."""
-    from ragline import devstack
+    from ragline.dev import devstack
 
     port = devstack.free_port()
     ff = Path(sys.executable).parent / "functions-framework"
@@ -152,7 +152,8 @@ def main() -> None:
     args = parser.parse_args()
     exit_on_sigterm()
 
-    from ragline import devstack
+    from ragline.dev import devstack
+    from ragline.dev.checkout import repo_root
 
     names = [n for n in devstack.function_names() if not args.only or n in args.only.split(",")]
     scratch = Path(tempfile.mkdtemp(prefix="rlbc-", dir="/tmp"))
@@ -163,7 +164,7 @@ def main() -> None:
     env.update(ISOLATED)
     env["RAGLINE_HOME"] = str(scratch / "home")
     targets: list[tuple[str, str, Path]] = [("hello-world", "hello", hello)]
-    targets += [(n, n, devstack.FUNCTIONS_DIR / n / "main.py") for n in names]
+    targets += [(n, n, repo_root() / "functions" / n / "main.py") for n in names]
     firsts: dict[str, list[float]] = {label: [] for label, _, _ in targets}
     statuses: dict[str, set[int]] = {label: set() for label, _, _ in targets}
     imports: dict[str, list[float]] = {label: [] for label, _, _ in targets}

@@ -21,8 +21,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 @contextmanager
 def scratch_database() -> Iterator[str]:
     """A fresh embedded server + migrated database for one bench run (stopped afterwards)."""
-    from ragline import db, embedded, migrate
-    from ragline.config import get_settings
+    from ragline.core.config import get_settings
+    from ragline.db import engine as db
+    from ragline.dev import embedded, migrate
 
     home = Path(tempfile.mkdtemp(prefix="rlb-", dir="/tmp"))
     server = embedded.start(home / "pg")

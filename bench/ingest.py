@@ -1,6 +1,6 @@
 """End-to-end ingestion throughput on the real local stack, against the bare embedder.
 
-Starts the local stack (`ragline.devstack.start()` in a temporary RAGLINE_HOME: embedded
+Starts the local stack (`ragline.dev.devstack.start()` in a temporary RAGLINE_HOME: embedded
 Postgres, the Cloud Tasks emulator, one functions-framework process per function) with the
 default embedder, ingests Python's reference topics over HTTP (repeated as "Variant k." copies,
 so content hashes differ, until `--chunks` is reached), waits until every document is ready
@@ -37,8 +37,8 @@ def say(message: str) -> None:
 def build_corpus(target_chunks: int, max_tokens: int, overlap: int) -> list[dict[str, Any]]:
     """Documents (title, text, chunk texts) until `target_chunks` chunks are reached: the
     pydoc topics, then "Variant k." copies of them (distinct content hashes)."""
-    from ragline.chunking import split_document
-    from ragline.corpus import pydoc_topics
+    from ragline.dev.corpus import pydoc_topics
+    from ragline.ingest.chunking import split_document
 
     topics = pydoc_topics()
     docs: list[dict[str, Any]] = []
@@ -65,7 +65,7 @@ def build_corpus(target_chunks: int, max_tokens: int, overlap: int) -> list[dict
 
 def list_statuses(stack: Any, ids: set[str]) -> dict[str, str]:
     """Status of our documents, read from the list endpoint (200 per page)."""
-    from ragline import devstack
+    from ragline.dev import devstack
 
     statuses: dict[str, str] = {}
     cursor = ""
@@ -90,7 +90,7 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 def bare_embed(docs: list[dict[str, Any]], batch: int) -> dict[str, Any]:
     """The same chunks through `get_embedder()` in this process, EMBED_BATCH_CHUNKS at a time."""
-    from ragline.embeddings import get_embedder
+    from ragline.retrieval.embeddings import get_embedder
 
     started = time.perf_counter()
     embedder = get_embedder()
@@ -127,9 +127,10 @@ def main() -> None:
     os.environ["RAGLINE_HOME"] = str(home)
     os.environ.setdefault("EMBEDDING_PROVIDER", "minilm")
 
-    from ragline import db, devstack
-    from ragline.config import get_settings
-    from ragline.demo import _post, wait_all_ready
+    from ragline.core.config import get_settings
+    from ragline.db import engine as db
+    from ragline.dev import devstack
+    from ragline.dev.demo import _post, wait_all_ready
 
     get_settings.cache_clear()
     settings = get_settings()

@@ -46,7 +46,7 @@ CLASSES: dict[str, str] = {
 
 
 def timed(text: str) -> tuple[float, int]:
-    from ragline.chunking import split_document
+    from ragline.ingest.chunking import split_document
 
     started = time.perf_counter()
     chunks = split_document(text)

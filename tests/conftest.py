@@ -19,10 +19,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from ragline import db, embedded
-from ragline.config import get_settings
+from ragline.core.config import get_settings
+from ragline.db import engine as db
+from ragline.dev import embedded
 
 _OUTER_DATABASE_URL = os.environ.pop("DATABASE_URL", None)
+# Test doubles (the hashing embedder, fault injection) are refused outside ENVIRONMENT=test.
+os.environ["ENVIRONMENT"] = "test"
 
 
 def _sigterm(signum: int, _frame: object) -> None:
@@ -65,7 +68,7 @@ def drop_database(admin_url: str, name: str) -> None:
 @pytest.fixture(scope="session")
 def database_url(admin_url: str) -> Iterator[str]:
     """A migrated database for the whole session; exported as DATABASE_URL."""
-    from ragline import migrate
+    from ragline.dev import migrate
 
     url = create_database(admin_url, f"ragline_test_{uuid.uuid4().hex[:8]}")
     home = tempfile.mkdtemp(prefix="rlh-", dir="/tmp")

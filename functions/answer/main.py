@@ -4,8 +4,8 @@ an answer with citations from the caller's org, recorded as a run."""
 import functions_framework
 from flask import Request
 
-from ragline import answer as answers
-from ragline.http import Context, Reply, endpoint, error_body, json_body, status_for
+from ragline.api import Context, Reply, endpoint, error_body, json_body, status_for
+from ragline.retrieval import answer as answers
 
 
 @functions_framework.http

@@ -4,8 +4,8 @@ import functions_framework
 from flask import Request
 from werkzeug.routing import Rule
 
-from ragline import documents as docs
-from ragline.http import Context, Reply, endpoint, match_route, query_params, routes
+from ragline.api import Context, Reply, endpoint, match_route, query_params, routes
+from ragline.ingest import documents as docs
 
 ROUTES = routes(
     Rule("/", endpoint="list", methods=["GET"]),

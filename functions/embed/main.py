@@ -2,6 +2,6 @@
 
 import functions_framework
 
-from ragline.http import task_endpoint
+from ragline.api import task_endpoint
 
 embed = functions_framework.http(task_endpoint("embed"))

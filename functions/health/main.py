@@ -7,8 +7,8 @@ import functions_framework
 from flask import Request
 from werkzeug.routing import Rule
 
-from ragline import health as checks
-from ragline.http import Reply, is_operator, match_route, plain_endpoint, routes
+from ragline.api import Reply, is_operator, match_route, plain_endpoint, routes
+from ragline.ops import health as checks
 
 ROUTES = routes(
     Rule("/", endpoint="live", methods=["GET"]),

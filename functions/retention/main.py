@@ -6,8 +6,8 @@ failed (Cloud Scheduler retries; the job is idempotent)."""
 import functions_framework
 from flask import Request
 
-from ragline import retention as job
-from ragline.http import Reply, optional_json_body, scheduled_endpoint
+from ragline.api import Reply, optional_json_body, scheduled_endpoint
+from ragline.ops import retention as job
 
 
 @functions_framework.http

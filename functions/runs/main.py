@@ -5,8 +5,16 @@ import functions_framework
 from flask import Request
 from werkzeug.routing import Rule
 
-from ragline import runs as records
-from ragline.http import Context, Reply, endpoint, json_body, match_route, query_params, routes
+from ragline.api import (
+    Context,
+    Reply,
+    endpoint,
+    json_body,
+    match_route,
+    query_params,
+    routes,
+)
+from ragline.retrieval import runs as records
 
 ROUTES = routes(
     Rule("/", endpoint="collection", methods=["GET", "POST"]),

@@ -3,8 +3,8 @@
 import functions_framework
 from flask import Request
 
-from ragline import search as retrieval
-from ragline.http import Context, Reply, endpoint, json_body
+from ragline.api import Context, Reply, endpoint, json_body
+from ragline.retrieval import search as retrieval
 
 
 @functions_framework.http

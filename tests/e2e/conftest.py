@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from ragline import db, devstack
-from ragline.config import get_settings
+from ragline.core.config import get_settings
+from ragline.db import engine as db
+from ragline.dev import devstack
 
 
 @pytest.fixture(scope="session")

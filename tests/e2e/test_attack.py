@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ragline import devstack
+from ragline.dev import devstack
 
 from ..integration.helpers import make_tenant
 

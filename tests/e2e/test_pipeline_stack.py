@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ragline import db, devstack, tenancy
-from ragline.chunking import split_document
-from ragline.config import get_settings
-from ragline.models import Chunk
-from ragline.queues import TASK_SECRET_HEADER
+from ragline.cloud.gcp.cloud_tasks import TASK_SECRET_HEADER
+from ragline.core.config import get_settings
+from ragline.db import engine as db
+from ragline.db import tenancy
+from ragline.db.models import Chunk
+from ragline.dev import devstack
+from ragline.ingest.chunking import split_document
 
 from ..integration.helpers import Tenant, make_tenant
 from .conftest import call, wait_ready
@@ -187,7 +189,7 @@ def test_parallel_identical_posts_over_http_make_one_document(stack: devstack.St
     assert len(created) == 1
     assert all(r[2].get("Retry-After") for r in results if r[0] == 409)
     with tenancy.tenant_session(tenant.org_id) as s:
-        from ragline.models import Document
+        from ragline.db.models import Document
 
         assert tenancy.count(s, Document) == 1
     replay = call(stack.functions["ingest"], method="POST", body=body, headers=headers)

@@ -30,8 +30,8 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Response
 
-from ragline import db
-from ragline.config import get_settings
+from ragline.core.config import get_settings
+from ragline.db import engine as db
 
 from ..integration.helpers import FUNCTIONS, Tenant, make_tenant
 from .conftest import call
@@ -154,7 +154,9 @@ def _seed_data(srv: Server) -> None:
 @pytest.fixture(scope="module")
 def server(database_url: str) -> Iterator[Server]:
     """Every documented function behind one port, with an inline queue and the hashing embedder."""
-    from ragline import health, http, pipeline
+    from ragline.api import endpoint as http
+    from ragline.ingest import pipeline
+    from ragline.ops import health
 
     env = {"QUEUE_BACKEND": "inline", "EMBEDDING_PROVIDER": "hashing", "LLM_PROVIDER": "none"}
     with pytest.MonkeyPatch.context() as mp:

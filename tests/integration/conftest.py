@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from ragline import db
+from ragline.db import engine as db
 
 
 @pytest.fixture(autouse=True)

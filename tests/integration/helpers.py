@@ -9,7 +9,9 @@ from typing import Any
 
 import functions_framework
 
-from ragline import apikeys, db, orgs, tenancy
+from ragline.db import engine as db
+from ragline.db import orgs, tenancy
+from ragline.guardrails import apikeys
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ragline import answer as answers
-from ragline import tenancy
-from ragline.models import Chunk, Document, Run
-from ragline.search import Hit
+from ragline.db import tenancy
+from ragline.db.models import Chunk, Document, Run
+from ragline.retrieval import answer as answers
+from ragline.retrieval.search import Hit
 
 from .helpers import Tenant, client, make_tenant
 

@@ -17,11 +17,16 @@ import sqlalchemy as sa
 from moto import mock_aws
 from sqlalchemy.engine import make_url
 
-from ragline import aws_lambda, aws_secrets, db, orgs, queues, sqs, tenancy
-from ragline.chunking import split_document
-from ragline.config import Settings
-from ragline.errors import ConfigurationError
-from ragline.models import Chunk, Document
+from ragline.api import aws_lambda
+from ragline.cloud.aws import rds, sqs
+from ragline.cloud.aws import secrets as aws_secrets
+from ragline.core.config import Settings
+from ragline.core.errors import ConfigurationError
+from ragline.db import engine as db
+from ragline.db import orgs, tenancy
+from ragline.db.models import Chunk, Document
+from ragline.ingest import queues
+from ragline.ingest.chunking import split_document
 
 REGION = "us-east-1"
 SECRET_NAME = "ragline/db"
@@ -153,7 +158,7 @@ def test_rds_iam_takes_user_and_host_from_the_secret_and_signs_a_token(
     )
     config = settings(db_auth="rds-iam", db_secret_id=arn)
     dial = Dialer(database_url)
-    engine = db.build_engine(config, creator=db.rds_creator(config, connect=dial))
+    engine = db.build_engine(config, creator=rds.rds_creator(config, connect=dial))
     with engine.connect() as conn:  # the role switch and timeout still apply
         assert conn.execute(sa.text("select current_user")).scalar() == "ragline_app"
     engine.dispose()
@@ -171,7 +176,7 @@ def test_rds_iam_takes_user_and_host_from_the_secret_and_signs_a_token(
     assert query["Action"] == ["connect"] and query["DBUser"] == ["ragline_lambda"]
     assert REGION in query["X-Amz-Credential"][0]
 
-    creator = db.rds_creator(config, connect=dial)
+    creator = rds.rds_creator(config, connect=dial)
     for _ in range(2):
         creator().close()
     assert dial.calls[1]["password"] == dial.calls[2]["password"]  # token reused
@@ -184,23 +189,23 @@ def test_environment_wins_over_the_secret(aws: None) -> None:
     config = settings(
         db_auth="rds-iam", db_secret_id=arn, db_user="from_env", db_port=5433, db_name="ragline"
     )
-    endpoint = db.resolve_endpoint(config)
+    endpoint = rds.resolve_endpoint(config)
     assert (endpoint.host, endpoint.port, endpoint.user, endpoint.database) == (
         "secret.host",
         5433,
         "from_env",
         "ragline",
     )
-    token = db.RdsTokenCache(config).token(endpoint)
+    token = rds.RdsTokenCache(config).token(endpoint)
     assert parse_qs(urlparse("https://" + token).query)["DBUser"] == ["from_env"]
 
 
 @pytest.mark.usefixtures("clean_env")
 def test_rds_iam_needs_a_region_and_a_user_source() -> None:
     with pytest.raises(ConfigurationError, match="AWS_REGION"):
-        db.rds_creator(Settings(_env_file=None, db_auth="rds-iam", db_secret_id="s"))
+        rds.rds_creator(Settings(_env_file=None, db_auth="rds-iam", db_secret_id="s"))
     with pytest.raises(ConfigurationError, match="DB_HOST"):
-        db.rds_creator(settings(db_auth="rds-iam", db_host="h"))
+        rds.rds_creator(settings(db_auth="rds-iam", db_host="h"))
 
 
 @pytest.mark.usefixtures("clean_env")
@@ -211,7 +216,7 @@ def test_password_mode_uses_the_secret_password_over_ssl(
     config = settings(db_secret_id=arn)
     assert config.database_mode == "password"
     dial = Dialer(database_url)
-    engine = db.build_engine(config, creator=db.password_creator(config, connect=dial))
+    engine = db.build_engine(config, creator=rds.password_creator(config, connect=dial))
     with engine.connect() as conn:
         assert conn.execute(sa.text("select 1")).scalar() == 1
     engine.dispose()
@@ -231,18 +236,18 @@ def test_refused_password_rereads_a_rotated_secret_once(
 ) -> None:
     arn = create_secret({"username": "app", "password": "old", "host": "db.internal"})
     config = settings(db_secret_id=arn)
-    assert db.resolve_endpoint(config).password == "old"  # cached now
+    assert rds.resolve_endpoint(config).password == "old"  # cached now
     put_secret({"username": "app", "password": "new", "host": "db.internal"})
     refused = pg8000.exceptions.DatabaseError(
         {"S": "FATAL", "C": "28P01", "M": "password authentication failed"}
     )
     dial = Dialer(database_url, fail_first=refused)
-    db.password_creator(config, connect=dial)().close()
+    rds.password_creator(config, connect=dial)().close()
     assert [c["password"] for c in dial.calls] == ["old", "new"]
     assert len(secret_calls) == 2
     other = pg8000.exceptions.DatabaseError({"S": "FATAL", "C": "3D000", "M": "no database"})
     with pytest.raises(pg8000.exceptions.DatabaseError):
-        db.password_creator(config, connect=Dialer(database_url, fail_first=other))()
+        rds.password_creator(config, connect=Dialer(database_url, fail_first=other))()
     assert len(secret_calls) == 2  # other errors do not re-read the secret
 
 

@@ -10,8 +10,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from ragline import db
-from ragline.config import Settings
+from ragline.cloud.aws import rds
+from ragline.cloud.gcp import cloudsql
+from ragline.core.config import Settings
+from ragline.db import engine as db
 
 
 def _real_connection(database_url: str) -> Any:
@@ -57,7 +59,7 @@ def test_cloud_sql_mode_uses_connector_with_iam(database_url: str) -> None:
         db_name="ragline",
     )
     fake = FakeConnector(database_url)
-    engine = db.build_engine(settings, creator=db.cloud_sql_creator(settings, fake))
+    engine = db.build_engine(settings, creator=cloudsql.cloud_sql_creator(settings, fake))
     with engine.connect() as conn:
         assert conn.execute(sa.text("select current_user")).scalar() == "ragline_app"
     engine.dispose()
@@ -68,10 +70,10 @@ def test_cloud_sql_mode_uses_connector_with_iam(database_url: str) -> None:
 
 @pytest.mark.usefixtures("clean_env")
 def test_cloud_sql_requires_iam_user() -> None:
-    from ragline.errors import ConfigurationError
+    from ragline.core.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="DB_IAM_USER"):
-        db.cloud_sql_creator(Settings(_env_file=None, cloud_sql_instance="p:r:i"))  # type: ignore[call-arg]
+        cloudsql.cloud_sql_creator(Settings(_env_file=None, cloud_sql_instance="p:r:i"))  # type: ignore[call-arg]
 
 
 @pytest.mark.usefixtures("clean_env")
@@ -85,7 +87,7 @@ def test_rds_token_is_signed_locally_and_cached(monkeypatch: pytest.MonkeyPatch)
         db_user="ragline_runtime",
         aws_region="eu-west-1",
     )
-    cache = db.RdsTokenCache(settings)
+    cache = rds.RdsTokenCache(settings)
     token = cache.token()
     parsed = urlparse("https://" + token)
     query = parse_qs(parsed.query)

@@ -13,10 +13,12 @@ import flask
 import pytest
 import sqlalchemy as sa
 
-from ragline import apikeys, db, ratelimit, tenancy
-from ragline.errors import RaglineError
-from ragline.http import Context, Reply, endpoint
-from ragline.models import ApiKey, Document, IdempotencyKey
+from ragline.api import Context, Reply, endpoint
+from ragline.core.errors import RaglineError
+from ragline.db import engine as db
+from ragline.db import tenancy
+from ragline.db.models import ApiKey, Document, IdempotencyKey
+from ragline.guardrails import apikeys, ratelimit
 
 from .helpers import Tenant, client, make_tenant
 
@@ -94,7 +96,7 @@ def _plant(org_id: uuid.UUID, key: str, req_hash: str, locked_for_s: float) -> N
 
 
 def _hash(body: str) -> str:
-    from ragline.idempotency import request_hash
+    from ragline.guardrails.idempotency import request_hash
 
     return request_hash("POST", "/", "", body.encode())
 
@@ -300,8 +302,8 @@ def test_unexpected_exception_is_500_with_request_id_and_no_internals() -> None:
 
 
 def test_every_ragline_error_has_a_4xx_or_5xx_status() -> None:
-    from ragline import errors
-    from ragline.http import status_for
+    from ragline.api import status_for
+    from ragline.core import errors
 
     for cls in vars(errors).values():
         if isinstance(cls, type) and issubclass(cls, RaglineError):

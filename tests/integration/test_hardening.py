@@ -17,11 +17,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ragline import db, documents, fairshare, pipeline, tenancy
-from ragline.config import get_settings
-from ragline.devstack import free_port
-from ragline.http import DRAIN_MAX_BYTES
-from ragline.models import Document, Run
+from ragline.api.body import DRAIN_MAX_BYTES
+from ragline.core.config import get_settings
+from ragline.db import engine as db
+from ragline.db import tenancy
+from ragline.db.models import Document, Run
+from ragline.dev.devstack import free_port
+from ragline.guardrails import fairshare
+from ragline.ingest import documents, pipeline
 
 from .helpers import GENEROUS, client, make_tenant
 
@@ -98,7 +101,7 @@ def test_1_a_connection_that_failed_mid_statement_is_never_reused(database_url: 
 
 def test_2_sentence_end_pattern_starts_only_at_the_first_mark_of_a_run() -> None:
     """What makes the split linear: no match attempt starts inside a run of marks."""
-    from ragline.chunking import _SENTENCE_END_RE
+    from ragline.ingest.chunking import _SENTENCE_END_RE
 
     assert _SENTENCE_END_RE.search("...... A", 1) is None
     match = _SENTENCE_END_RE.search("Hi...!? There")
@@ -109,7 +112,7 @@ def test_2_a_megabyte_of_dots_chunks_without_hanging() -> None:
     """A hang guard, not a timing (speed per MB is in bench/pathological_text.py): before the
     fix 64 KB of dots took 88 s and 1 MB would take hours."""
     code = (
-        "from ragline.chunking import split_document\n"
+        "from ragline.ingest.chunking import split_document\n"
         "for unit in ('.', '!', '?.', '.\"'):\n"
         "    assert split_document(unit * (1 << 20))\n"
     )

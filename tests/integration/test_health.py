@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ragline import db, health, queues
-from ragline.config import get_settings
-from ragline.devstack import free_port
-from ragline.queues import TASK_SECRET_HEADER
+from ragline.cloud.gcp.cloud_tasks import TASK_SECRET_HEADER
+from ragline.core.config import get_settings
+from ragline.db import engine as db
+from ragline.dev.devstack import free_port
+from ragline.ingest import queues
+from ragline.ops import health
 
 from .helpers import client
 
@@ -175,20 +177,24 @@ def test_ready_is_503_when_migrations_are_behind() -> None:
 
 
 def test_head_revision_is_known_without_alembic() -> None:
-    from ragline import migrate
+    from ragline.dev import migrate
+    from ragline.dev.checkout import repo_root
 
-    assert health.head_from_files(health.VERSIONS_DIR) == migrate.head_revision()
+    versions = repo_root() / "migrations" / "versions"
+    assert migrate.head_from_files(versions) == migrate.head_revision()
     assert migrate.head_revision() == health.HEAD_REVISION, "bump health.HEAD_REVISION"
-    assert health.expected_head(Path("/nonexistent")) == health.HEAD_REVISION
+    assert health.expected_head() == health.HEAD_REVISION
 
 
 def test_head_from_files_follows_the_chain(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text('revision: str = "0001"\ndown_revision = None\n')
     (tmp_path / "b.py").write_text("revision = '0002'\ndown_revision: str | None = '0001'\n")
-    assert health.head_from_files(tmp_path) == "0002"
+    from ragline.dev.migrate import head_from_files
+
+    assert head_from_files(tmp_path) == "0002"
     (tmp_path / "c.py").write_text('revision = "0003"\ndown_revision = "0001"\n')
     with pytest.raises(Exception, match="one migration head"):
-        health.head_from_files(tmp_path)
+        head_from_files(tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from ragline import tenancy
-from ragline.models import Chunk, Document
+from ragline.db import tenancy
+from ragline.db.models import Chunk, Document
 
 from .helpers import client, make_tenant
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ragline import migrate
+from ragline.dev import migrate
 
 
 def _tables(engine: sa.Engine) -> set[str]:
@@ -37,7 +37,7 @@ def test_models_match_head_revision(database_url: str) -> None:
 
 
 def test_every_tenant_table_forces_rls(database_url: str) -> None:
-    from ragline.models import TENANT_TABLES
+    from ragline.db.models import TENANT_TABLES
 
     engine = sa.create_engine(database_url)
     with engine.connect() as conn:

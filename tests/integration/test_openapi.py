@@ -15,7 +15,8 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from ragline import answer, documents, runs, search
+from ragline.ingest import documents
+from ragline.retrieval import answer, runs, search
 
 from .helpers import FUNCTIONS, Tenant, client, make_tenant
 

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ragline import db, pipeline, tenancy
-from ragline.chunking import split_document
-from ragline.models import Chunk, Document, Run
+from ragline.db import engine as db
+from ragline.db import tenancy
+from ragline.db.models import Chunk, Document, Run
+from ragline.ingest import pipeline
+from ragline.ingest.chunking import split_document
 
 from .helpers import Tenant, client, make_tenant
 

@@ -14,11 +14,11 @@ import typer
 from sqlalchemy.dialects.postgresql import insert
 from typer.testing import CliRunner
 
-from ragline import db
-from ragline.cli_ops import retention_app, status_command
-from ragline.errors import NotFoundError
-from ragline.models import ApiKey, Chunk, Document, IdempotencyKey, Org, RateLimitBucket, Run
-from ragline.retention import POLICIES, run_retention
+from ragline.core.errors import NotFoundError
+from ragline.db import engine as db
+from ragline.db.models import ApiKey, Chunk, Document, IdempotencyKey, Org, RateLimitBucket, Run
+from ragline.dev.cli_ops import retention_app, status_command
+from ragline.ops.retention import POLICIES, run_retention
 
 from .helpers import Tenant, client, make_tenant
 
@@ -417,7 +417,7 @@ def test_retention_function_checks_the_scheduler_oidc_token(
     assert set(audiences) == {"https://retention.example"}
 
 
-# --- the CLI (wired in ragline.cli as `retention` and `status`) ------------------------------
+# --- the CLI (wired in ragline.dev.cli as `retention` and `status`) ------------------------------
 
 
 def cli() -> typer.Typer:

@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ragline import db, documents, ingestion, orgs, search, tenancy
-from ragline.models import Chunk
+from ragline.db import engine as db
+from ragline.db import orgs, tenancy
+from ragline.db.models import Chunk
+from ragline.ingest import documents, ingestion
+from ragline.retrieval import search
 
 QUESTIONS = Path(__file__).resolve().parents[1] / "data" / "pydoc_questions.json"
 MODES: tuple[search.Mode, ...] = ("vector", "text", "hybrid")

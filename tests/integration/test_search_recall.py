@@ -2,7 +2,7 @@
 
 Orgs of 10, 1 000 and 50 000 chunks share `chunk` (bulk-loaded with bench/synthetic.py, the
 bench's own loader, into a database of this module's own so the per-test truncation leaves it
-alone). Through `ragline.search.search(..., mode="vector")`: recall@10 ≥ 0.98 against the
+alone). Through `ragline.retrieval.search.search(..., mode="vector")`: recall@10 ≥ 0.98 against the
 exact top-10 for each org size (exact plan for the small orgs, HNSW for the large one), always
 `top_k` results, `complete`, and the same results on every one of repeated executions on one
 connection (drivers switch to a generic plan after a few; it must not change the strategy).
@@ -23,8 +23,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ragline import db, migrate, search, tenancy
-from ragline.config import Settings
+from ragline.core.config import Settings
+from ragline.db import engine as db
+from ragline.db import tenancy
+from ragline.dev import migrate
+from ragline.retrieval import search
 
 from ..conftest import create_database, drop_database
 

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ragline import apikeys, db, seed
-from ragline.models import ApiKey, AppUser, Org
+from ragline.db import engine as db
+from ragline.db.models import ApiKey, AppUser, Org
+from ragline.dev import seed
+from ragline.guardrails import apikeys
 
 
 def test_seed_is_idempotent_and_its_key_authenticates() -> None:

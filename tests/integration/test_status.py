@@ -11,10 +11,11 @@ import sqlalchemy as sa
 import typer
 from typer.testing import CliRunner
 
-from ragline import db, status
-from ragline.cli_ops import retention_app, status_command
-from ragline.errors import ConfigurationError, NotFoundError
-from ragline.models import Chunk, Document, Run
+from ragline.core.errors import ConfigurationError, NotFoundError
+from ragline.db import engine as db
+from ragline.db.models import Chunk, Document, Run
+from ragline.dev.cli_ops import retention_app, status_command
+from ragline.ops import status
 
 from .helpers import make_tenant
 

@@ -11,9 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
-from ragline import db, orgs, tenancy
-from ragline.errors import TenancyError
-from ragline.models import TENANT_TABLES, Chunk, Document, Org
+from ragline.core.errors import TenancyError
+from ragline.db import engine as db
+from ragline.db import orgs, tenancy
+from ragline.db.models import TENANT_TABLES, Chunk, Document, Org
 
 
 def make_org(slug: str) -> uuid.UUID:

@@ -1,4 +1,4 @@
-"""Unit tests of ragline.chunking: structure, budget, overlap, offsets and coverage."""
+"""Unit tests of ragline.ingest.chunking: structure, budget, overlap, offsets and coverage."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ragline.chunking import MIN_MAX_TOKENS, Chunk, count_tokens, split_document
+from ragline.ingest.chunking import MIN_MAX_TOKENS, Chunk, count_tokens, split_document
 
 _ADORNMENT_LINE_RE = re.compile(r"([=\-*~^])\1{2,}")
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragline.config import Settings
+from ragline.core.config import Settings
 
 
 @pytest.mark.usefixtures("clean_env")

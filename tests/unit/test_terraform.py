@@ -18,8 +18,8 @@ from typing import Any
 import hcl2
 import pytest
 
-from ragline.config import Settings
-from ragline.queues import STAGES, queue_name
+from ragline.core.config import Settings
+from ragline.ingest.queues import STAGES, queue_name
 
 REPO = Path(__file__).resolve().parents[2]
 TF = REPO / "terraform"
@@ -313,7 +313,7 @@ def test_scheduler_job_targets_retention() -> None:
 
 def test_scheduler_audience_is_the_url_retention_verifies() -> None:
     """Issue 15, finding 3: the job's OIDC audience and FUNCTION_URLS["retention"] (what
-    ragline.http.verify_queue_or_scheduler compares it with) are one expression."""
+    ragline.api.tasks.verify_queue_or_scheduler compares it with) are one expression."""
     values = local_values()
     assert values["common_env"]["FUNCTION_URLS"] == "${jsonencode(local.stage_urls)}"
     assert '"retention"' in values["stage_urls"]

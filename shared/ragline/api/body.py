@@ -1,0 +1,299 @@
+"""Request bodies and parameters: bounded before anything reads them (a WSGI middleware),
+decoded strictly (UTF-8, finite JSON numbers, bounded depth, no NUL or lone surrogates) and
+validated by pydantic models (strict for JSON, lax for query strings)."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from typing import Any, TypeVar
+
+import pydantic
+from flask import Request
+
+from ragline.api.replies import error_body
+from ragline.core import errors
+from ragline.core.config import get_settings
+from ragline.ingest.documents import NewDocument
+
+T = TypeVar("T", bound=pydantic.BaseModel)
+
+MAX_JSON_DEPTH = 32
+
+_BODY_KEY = "ragline.body"
+
+#: How much of a refused body is read and thrown away so that an ordinary HTTP client, still
+#: sending, gets the 413 instead of a broken pipe. Cloud Run refuses HTTP/1 bodies over
+#: 32 MiB itself; beyond this the connection is closed unread. Memory stays one block.
+DRAIN_MAX_BYTES = 32 * 1024 * 1024
+
+_BLOCK = 64 * 1024
+
+
+class _CappedInput:
+    """A WSGI input stream that yields at most `cap` bytes and then reports end of body:
+    nothing downstream (functions-framework's after-request hook reads every body to the end)
+    can pull more than the cap into memory, with or without a Content-Length."""
+
+    def __init__(self, stream: Any, cap: int) -> None:
+        self._stream = stream
+        self._left = cap
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        want = self._left if size is None or size < 0 else min(size, self._left)
+        data = bytes(self._stream.read(want))
+        self._left -= len(data)
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        want = self._left if size is None or size < 0 else min(size, self._left)
+        data = bytes(self._stream.readline(want))
+        self._left -= len(data)
+        return data
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
+
+    def drain(self, limit: int = DRAIN_MAX_BYTES) -> None:
+        """Discard what is left of the body past the cap, up to `limit` bytes."""
+        if self._left > 0:
+            return
+        _discard(self._stream, limit)
+
+
+def _discard(stream: Any, limit: int) -> bool:
+    """Read and drop up to `limit` bytes, one block at a time; True when the body ended."""
+    while limit > 0:
+        block = stream.read(min(_BLOCK, limit))
+        if not block:
+            return True
+        limit -= len(block)
+    return False
+
+
+def body_limit_middleware(app: Any) -> Any:
+    """WSGI middleware: a declared Content-Length over MAX_BODY_BYTES gets 413 before the
+    function runs (the body is discarded, never kept); any other body is capped at the limit
+    + 1 byte, so `read_body` sees the overflow and answers 413 while at most that much was
+    buffered."""
+
+    def middleware(environ: dict[str, Any], start_response: Any) -> Any:
+        limit = get_settings().max_body_bytes
+        declared = environ.get("CONTENT_LENGTH") or ""
+        refusal: tuple[str, str, str] | None = None
+        if declared:
+            if not declared.isdigit():
+                refusal = ("400 Bad Request", "malformed_body", "invalid Content-Length")
+            elif int(declared) > limit:
+                refusal = (
+                    "413 Request Entity Too Large",
+                    "payload_too_large",
+                    f"body larger than {limit} bytes",
+                )
+        if refusal is not None:
+            request_id = uuid.uuid4().hex
+            body = json.dumps(error_body(refusal[1], refusal[2], request_id)).encode()
+            headers = [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("X-Request-Id", request_id),
+            ]
+            size = int(declared) if declared.isdigit() else DRAIN_MAX_BYTES + 1
+            if size > DRAIN_MAX_BYTES or not _discard(environ["wsgi.input"], size):
+                headers.append(("Connection", "close"))
+            start_response(refusal[0], headers)
+            return [body]
+        capped = _CappedInput(environ["wsgi.input"], limit + 1)
+        environ["wsgi.input"] = capped
+        try:
+            return app(environ, start_response)
+        finally:
+            capped.drain()
+
+    middleware.ragline_body_limit = True  # type: ignore[attr-defined]
+    return middleware
+
+
+def install_body_limit() -> None:
+    """Put `body_limit_middleware` in front of the Flask app that is loading this function.
+
+    functions-framework executes a function's source inside the app context of the app it
+    built, so decorating a handler (at import) is the moment to wrap that app, once."""
+    import flask
+
+    if not flask.has_app_context():
+        return
+    app = flask.current_app._get_current_object()  # type: ignore[attr-defined]
+    if not getattr(app.wsgi_app, "ragline_body_limit", False):
+        app.wsgi_app = body_limit_middleware(app.wsgi_app)
+
+
+def read_body(req: Request, limit: int | None = None) -> bytes:
+    """The raw body, refusing more than `limit` bytes (MAX_BODY_BYTES) before reading it all."""
+    cached = req.environ.get(_BODY_KEY)
+    if isinstance(cached, bytes):
+        return cached
+    limit = limit or get_settings().max_body_bytes
+    if req.content_length is not None and req.content_length > limit:
+        raise errors.PayloadTooLargeError(f"body larger than {limit} bytes")
+    data = req.stream.read(limit + 1)
+    if len(data) > limit:
+        raise errors.PayloadTooLargeError(f"body larger than {limit} bytes")
+    req.environ[_BODY_KEY] = data
+    return data
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_JSON_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max([_depth(v, level + 1) for v in value.values()], default=level + 1)
+    if isinstance(value, list):
+        return max([_depth(v, level + 1) for v in value], default=level + 1)
+    return level
+
+
+def parse_json(raw: bytes) -> Any:
+    """Decode a JSON body: valid UTF-8, valid JSON, bounded nesting."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise errors.MalformedBodyError("body is not valid UTF-8") from exc
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as exc:
+        raise errors.MalformedBodyError(f"body is not valid JSON: {exc}"[:200]) from exc
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise errors.MalformedBodyError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    if "\\u0000" in text and _has_nul(value):
+        # PostgreSQL stores no NUL character, in text or jsonb: refuse it here, once.
+        raise errors.ValidationError("NUL characters (\\u0000) are not allowed")
+    if "\\u" in text.lower():
+        # JSON escapes can smuggle lone surrogates, which no database can store.
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise errors.MalformedBodyError(
+                "body contains invalid unicode (lone surrogate)"
+            ) from exc
+    return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    """Numbers like 1e999 overflow to infinity, which JSONB (and JSON) cannot hold."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:40]}")
+    return value
+
+
+def _validation_error(exc: pydantic.ValidationError) -> errors.ValidationError:
+    details = [{"loc": list(e["loc"]), "type": e["type"], "msg": e["msg"]} for e in exc.errors()]
+    return errors.ValidationError("request body failed validation", details=details)
+
+
+def validate(model: type[T], value: Any) -> T:
+    """Validate decoded values in lax mode (query parameters are strings: `?limit=5` is 5);
+    field errors become 422 with their locations and types."""
+    try:
+        return model.model_validate(value)
+    except pydantic.ValidationError as exc:
+        raise _validation_error(exc) from exc
+
+
+def validate_json(model: type[T], raw: bytes) -> T:
+    """Check a raw JSON body (`parse_json`), then validate it in strict JSON mode: a number
+    must be a number and a boolean a boolean (`"top_k": "5"` or `true` is a 422), while
+    JSON's strings still become UUIDs and timestamps."""
+    parse_json(raw)
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except pydantic.ValidationError as exc:
+        raise _validation_error(exc) from exc
+
+
+def json_body(req: Request, model: type[T]) -> T:
+    """Read, decode and validate a JSON request body."""
+    ctype = (req.mimetype or "").lower()
+    if ctype != "application/json":
+        raise errors.UnsupportedMediaTypeError("Content-Type must be application/json")
+    return validate_json(model, read_body(req))
+
+
+def optional_json_body(req: Request, model: type[T]) -> T:
+    """Like `json_body`, but an empty body validates as `{}` (scheduler jobs may send none)."""
+    raw = read_body(req)
+    if not raw.strip():
+        return validate(model, {})
+    ctype = (req.mimetype or "").lower()
+    if ctype not in ("application/json", ""):
+        raise errors.UnsupportedMediaTypeError("Content-Type must be application/json")
+    return validate_json(model, raw)
+
+
+def check_query_args(req: Request) -> None:
+    """Refuse query parameters carrying NUL characters (PostgreSQL cannot store them)."""
+    for key, values in req.args.lists():
+        if "\x00" in key or any("\x00" in v for v in values):
+            raise errors.ValidationError("NUL characters are not allowed in query parameters")
+
+
+def query_params(req: Request, model: type[T]) -> T:
+    """Validate query parameters; a repeated parameter is refused rather than guessed."""
+    check_query_args(req)
+    repeated = [k for k in req.args if len(req.args.getlist(k)) > 1]
+    if repeated:
+        raise errors.ValidationError(f"repeated query parameter(s): {', '.join(repeated)}")
+    return validate(model, dict(req.args))
+
+
+TEXT_TYPES = ("text/plain", "text/markdown")
+
+
+def ingest_body(req: Request) -> NewDocument:
+    """JSON `{title, text, kind?, metadata?, source_uri?}` or a text body with `?title=`."""
+    ctype = (req.mimetype or "").lower()
+    raw = read_body(req)
+    if ctype == "application/json":
+        return validate_json(NewDocument, raw)
+    if ctype in TEXT_TYPES:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise errors.MalformedBodyError("body is not valid UTF-8") from exc
+        check_query_args(req)
+        title = req.args.get("title")
+        if not title:
+            raise errors.ValidationError(
+                "a text body needs the title in the ?title= query parameter"
+            )
+        fields: dict[str, Any] = {
+            "title": title,
+            "text": text,
+            "kind": req.args.get("kind") or ("markdown" if ctype == "text/markdown" else "text"),
+        }
+        if req.args.get("source_uri"):
+            fields["source_uri"] = req.args["source_uri"]
+        return validate(NewDocument, fields)
+    raise errors.UnsupportedMediaTypeError(
+        "Content-Type must be application/json, text/markdown or text/plain"
+    )

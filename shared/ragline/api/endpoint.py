@@ -1,0 +1,273 @@
+"""The one way HTTP functions are written: `@endpoint(...)` composes request id, limits,
+authentication, tenancy, error mapping and a structured log line around a small handler.
+
+    @functions_framework.http
+    @endpoint("documents", scopes={"GET": "read", "DELETE": "write"})
+    def documents(req: Request, ctx: Context) -> Reply: ...
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from flask import Request, Response
+from sqlalchemy.orm import Session
+
+from ragline.api.body import (
+    install_body_limit,
+    read_body,
+)
+from ragline.api.replies import (
+    Reply,
+    log_request,
+    reply_for_error,
+    respond,
+)
+from ragline.api.tasks import verify_queue_or_scheduler
+from ragline.core import errors
+from ragline.core.config import get_settings
+from ragline.db import tenancy
+from ragline.db.engine import get_engine
+from ragline.guardrails import apikeys, idempotency, ratelimit
+from ragline.guardrails.apikeys import Principal
+
+UNSAFE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
+
+
+@dataclass
+class Context:
+    """What a handler gets: who is calling, the tenant session, and post-commit hooks."""
+
+    request_id: str
+    function: str
+    principal: Principal
+    session: Session
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def org_id(self) -> uuid.UUID:
+        return self.principal.org_id
+
+
+def _single_header(req: Request, name: str) -> str | None:
+    values = req.headers.getlist(name)
+    if len(values) > 1:
+        raise errors.MalformedHeaderError(f"the {name} header must appear once")
+    return values[0] if values else None
+
+
+def _api_key(req: Request) -> str:
+    auth = _single_header(req, "Authorization") or ""
+    if "," in auth:  # repeated headers arrive comma-joined in WSGI; keys never contain commas
+        raise errors.MalformedHeaderError("the Authorization header must appear once")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    key = (_single_header(req, "X-API-Key") or "").strip()
+    if not key:
+        raise errors.UnauthenticatedError("missing API key (Authorization: Bearer rl_…)")
+    return key
+
+
+def is_operator(req: Request) -> bool:
+    """True for an internal caller (the queue/scheduler credential: the task secret locally,
+    the scheduler's OIDC token in GCP; works while the database is down) or an API key with
+    the `admin` scope. Never raises: for endpoints that answer everyone but tell operators
+    more."""
+    try:
+        verify_queue_or_scheduler(
+            req, "health", caller=get_settings().scheduler_caller_service_account
+        )
+        return get_settings().task_auth != "none"
+    except Exception:  # noqa: S110 - not internal: try an API key next
+        pass
+    if not req.headers.get("Authorization") and not req.headers.get("X-API-Key"):
+        return False
+    try:
+        return "admin" in _authenticate(req).scopes
+    except Exception:
+        return False
+
+
+def _authenticate(req: Request) -> Principal:
+    with Session(get_engine()) as session:
+        return apikeys.authenticate(session, _api_key(req))
+
+
+def _canonical_query(req: Request) -> str:
+    """The query string with parameters sorted: part of what an Idempotency-Key stands for."""
+    return "&".join(f"{k}={v}" for k, v in sorted(req.args.items(multi=True)))
+
+
+@dataclass
+class _Admission:
+    rate_headers: dict[str, str]
+    idempotency_key: str | None
+    replay: idempotency.Replay | None
+
+
+def _admit(req: Request, function: str, principal: Principal, bucket: str) -> _Admission:
+    """One short transaction: coalesced last-used stamp, rate limit, idempotency claim."""
+    settings = get_settings()
+    key = None
+    if req.method in UNSAFE_METHODS:
+        raw = _single_header(req, "Idempotency-Key")
+        key = idempotency.validate_key(raw) if raw is not None else None
+    req_hash = (
+        idempotency.request_hash(req.method, req.path, _canonical_query(req), read_body(req))
+        if key
+        else ""
+    )
+    with tenancy.tenant_session(principal.org_id) as session:
+        apikeys.touch(session, principal.api_key_id)
+        decision = ratelimit.take(session, principal.api_key_id, bucket)
+        replay = None
+        if decision.allowed and key:
+            replay = idempotency.claim(
+                session,
+                function,
+                key,
+                req_hash,
+                lock_s=settings.idempotency_lock_s,
+                ttl_s=settings.idempotency_ttl_s,
+            )
+    if not decision.allowed:
+        raise errors.RateLimitedError(
+            f"rate limit of {decision.limit}/min for {bucket!r} exceeded",
+            details={"retry_after": decision.retry_after_s, "headers": decision.headers()},
+        )
+    return _Admission(decision.headers(), key, replay)
+
+
+def _finish_idempotency(principal: Principal, function: str, key: str, reply: Reply | None) -> None:
+    """Store the reply for replay, or release the claim when the request failed."""
+    with tenancy.tenant_session(principal.org_id) as session:
+        if reply is not None and reply.status < 500:
+            idempotency.complete(session, function, key, reply.status, reply.body, reply.headers)
+        else:
+            idempotency.release(session, function, key)
+
+
+Handler = Callable[[Request, Context], Reply]
+
+
+def _run(
+    req: Request,
+    handler: Handler,
+    request_id: str,
+    function: str,
+    principal: Principal,
+    admission: _Admission,
+) -> Reply:
+    """The handler in its tenant transaction, then after-commit hooks; settles idempotency."""
+    reply: Reply | None = None
+    hooks: list[Callable[[], None]] = []
+    try:
+        with tenancy.tenant_session(principal.org_id) as session:
+            reply = handler(req, Context(request_id, function, principal, session, hooks))
+        for hook in hooks:
+            hook()
+        return reply
+    except BaseException:
+        reply = None
+        raise
+    finally:
+        if admission.idempotency_key:
+            _finish_idempotency(principal, function, admission.idempotency_key, reply)
+
+
+def endpoint(
+    function: str,
+    *,
+    scopes: dict[str, str] | None = None,
+    methods: tuple[str, ...] = (),
+    bucket: str = "crud",
+) -> Callable[[Handler], Callable[[Request], Response]]:
+    """Wrap a handler: request id → method check → auth → scope → rate limit → idempotency →
+    tenant transaction → handler → commit → after-commit hooks → error mapping → log line."""
+    needed = scopes or {}
+    install_body_limit()
+
+    def decorate(handler: Handler) -> Callable[[Request], Response]:
+        def wrapped(req: Request) -> Response:
+            started = time.monotonic()
+            request_id = uuid.uuid4().hex
+            org_id: uuid.UUID | None = None
+            rate_headers: dict[str, str] = {}
+            try:
+                if methods and req.method not in methods:
+                    raise errors.MethodNotAllowedError(f"{req.method} not allowed here")
+                principal = _authenticate(req)
+                org_id = principal.org_id
+                scope = needed.get(req.method, "write" if req.method != "GET" else "read")
+                if scope not in principal.scopes and "admin" not in principal.scopes:
+                    raise errors.ForbiddenError(f"API key lacks the {scope!r} scope")
+                admission = _admit(req, function, principal, bucket)
+                rate_headers = admission.rate_headers
+                if admission.replay is not None:
+                    replayed = admission.replay
+                    reply = Reply(replayed.body, replayed.status, dict(replayed.headers))
+                    reply.headers["Idempotent-Replayed"] = "true"
+                else:
+                    reply = _run(req, handler, request_id, function, principal, admission)
+            except Exception as exc:
+                reply = reply_for_error(exc, request_id, function, allow=methods)
+            for name, value in rate_headers.items():
+                reply.headers.setdefault(name, value)
+            log_request(req, function, reply, started, request_id, org_id=org_id)
+            return respond(reply, request_id)
+
+        wrapped.__name__ = getattr(handler, "__name__", function)
+        wrapped.__doc__ = handler.__doc__
+        return wrapped
+
+    return decorate
+
+
+PlainHandler = Callable[[Request], Reply]
+
+
+def plain_endpoint(
+    function: str,
+    *,
+    methods: tuple[str, ...],
+    verify: Callable[[Request], None] | None = None,
+) -> Callable[[PlainHandler], Callable[[Request], Response]]:
+    """Wrap a handler that needs no API key (health checks, scheduler targets): request id →
+    method check → `verify` (caller check) → handler → error mapping → one log line. The
+    handler opens any transaction it needs itself."""
+    install_body_limit()
+
+    def decorate(handler: PlainHandler) -> Callable[[Request], Response]:
+        def wrapped(req: Request) -> Response:
+            started = time.monotonic()
+            request_id = uuid.uuid4().hex
+            try:
+                if req.method not in methods:
+                    raise errors.MethodNotAllowedError(f"{req.method} not allowed here")
+                if verify is not None:
+                    verify(req)
+                reply = handler(req)
+            except Exception as exc:
+                reply = reply_for_error(exc, request_id, function, allow=methods)
+            log_request(req, function, reply, started, request_id)
+            return respond(reply, request_id)
+
+        wrapped.__name__ = getattr(handler, "__name__", function)
+        wrapped.__doc__ = handler.__doc__
+        return wrapped
+
+    return decorate
+
+
+def scheduled_endpoint(function: str) -> Callable[[PlainHandler], Callable[[Request], Response]]:
+    """A POST endpoint only Cloud Scheduler (OIDC, `SCHEDULER_CALLER_SERVICE_ACCOUNT`) or, with
+    TASK_AUTH=secret, a holder of TASK_SECRET may call; the audience is FUNCTION_URLS[function]."""
+
+    def verify(req: Request) -> None:
+        caller = get_settings().scheduler_caller_service_account
+        verify_queue_or_scheduler(req, function, caller=caller)
+
+    return plain_endpoint(function, methods=("POST",), verify=verify)

@@ -1,0 +1,110 @@
+"""Private endpoints: only the queue (pipeline stages) or the scheduler may call them."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from flask import Request, Response
+
+from ragline.api.body import (
+    install_body_limit,
+    parse_json,
+    read_body,
+    validate,
+)
+from ragline.api.replies import (
+    Reply,
+    reply_for_error,
+    respond,
+)
+from ragline.core import errors
+from ragline.core.config import get_settings
+from ragline.core.logs import log
+
+
+def verify_queue_or_scheduler(req: Request, audience_key: str, *, caller: str | None) -> None:
+    """Only Cloud Tasks or Cloud Scheduler may call a private endpoint: the shared secret
+    header locally (TASK_AUTH=secret), an OIDC token in GCP (TASK_AUTH=oidc).
+
+    The token audience is `FUNCTION_URLS[audience_key]` (else the request's base URL);
+    `caller`, when set, is the only service account whose tokens are accepted."""
+    settings = get_settings()
+    if settings.task_auth == "none":
+        if settings.environment in ("gcp", "aws"):
+            raise errors.UnauthenticatedError("task authentication is disabled")
+        return
+    if settings.task_auth == "secret":
+        import hmac
+
+        from ragline.cloud.gcp.cloud_tasks import TASK_SECRET_HEADER
+
+        expected = settings.task_secret.get_secret_value() if settings.task_secret else ""
+        given = req.headers.get(TASK_SECRET_HEADER, "")
+        if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
+            raise errors.UnauthenticatedError("this endpoint accepts only its queue or scheduler")
+        return
+    auth = req.headers.get("Authorization", "")
+    if not auth.lower().startswith("bearer "):
+        raise errors.UnauthenticatedError("missing OIDC token")
+    from google.auth.transport import requests as google_requests
+    from google.oauth2 import id_token
+
+    audience = settings.function_urls.get(audience_key, req.base_url)
+    try:
+        claims = id_token.verify_oauth2_token(  # type: ignore[no-untyped-call]
+            auth[7:], google_requests.Request(), audience
+        )
+    except ValueError as exc:
+        raise errors.UnauthenticatedError("invalid OIDC token") from exc
+    if caller and claims.get("email") != caller:
+        raise errors.ForbiddenError("OIDC token of an unexpected service account")
+
+
+def _verify_task_caller(req: Request, stage: str) -> None:
+    """Only the stage's queue may call a task endpoint."""
+    verify_queue_or_scheduler(req, stage, caller=get_settings().task_caller_service_account)
+
+
+def task_endpoint(stage: str) -> Callable[[Request], Response]:
+    """The HTTP face of a pipeline stage: verify the caller, run the stage, 200 or 503."""
+    from ragline.ingest import pipeline
+
+    install_body_limit()
+
+    def wrapped(req: Request) -> Response:
+        started = time.monotonic()
+        request_id = req.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
+        attempt = 0
+        try:
+            if req.method != "POST":
+                raise errors.MethodNotAllowedError("task endpoints accept POST only")
+            _verify_task_caller(req, stage)
+            raw = parse_json(read_body(req))
+            if not isinstance(raw, dict):
+                raise errors.MalformedBodyError("task body must be a JSON object")
+            validate(pipeline.TaskPayload, raw)
+            attempt = int(req.headers.get("X-CloudTasks-TaskRetryCount", "0") or 0)
+            outcome = pipeline.run_stage(
+                stage, raw, attempt=attempt, max_attempts=get_settings().task_max_attempts
+            )
+            reply = Reply({"ok": outcome.ok, "detail": outcome.detail}, 200 if outcome.ok else 503)
+        except Exception as exc:
+            reply = reply_for_error(exc, request_id, stage, allow=("POST",))
+        log(
+            "INFO" if reply.status < 500 else "WARNING",
+            f"task {stage} {reply.status}",
+            request_id=request_id,
+            function=stage,
+            attempt=attempt,
+            httpRequest={
+                "requestMethod": req.method,
+                "status": reply.status,
+                "latency": f"{time.monotonic() - started:.6f}s",
+            },
+        )
+        return respond(reply, request_id)
+
+    wrapped.__name__ = stage
+    return wrapped

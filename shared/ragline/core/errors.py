@@ -1,0 +1,105 @@
+"""Every ragline exception, each with a stable `code`; HTTP statuses live in
+`ragline.api.replies`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RaglineError(Exception):
+    """Base of all ragline errors."""
+
+    code = "internal"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ConfigurationError(RaglineError):
+    code = "configuration"
+
+
+class DatabaseError(RaglineError):
+    code = "database_unavailable"
+
+
+class TenancyError(RaglineError):
+    """A query tried to leave (or never entered) its org."""
+
+    code = "tenancy"
+
+
+class ValidationError(RaglineError):
+    code = "invalid_request"
+
+
+class MalformedBodyError(ValidationError):
+    code = "malformed_body"
+
+
+class MalformedHeaderError(MalformedBodyError):
+    """A header that is repeated, or not in the form it must have."""
+
+    code = "malformed_header"
+
+
+class PayloadTooLargeError(ValidationError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(ValidationError):
+    code = "unsupported_media_type"
+
+
+class UnauthenticatedError(RaglineError):
+    code = "unauthenticated"
+
+
+class ForbiddenError(RaglineError):
+    code = "forbidden"
+
+
+class NotFoundError(RaglineError):
+    code = "not_found"
+
+
+class MethodNotAllowedError(RaglineError):
+    code = "method_not_allowed"
+
+
+class ConflictError(RaglineError):
+    code = "conflict"
+
+
+class IdempotencyInProgressError(ConflictError):
+    code = "idempotency_in_progress"
+
+
+class IdempotencyMismatchError(RaglineError):
+    code = "idempotency_key_mismatch"
+
+
+class RateLimitedError(RaglineError):
+    code = "rate_limited"
+
+
+class TooManyChunksError(RaglineError):
+    """A document splits into more chunks than its org may have per document."""
+
+    code = "too_many_chunks"
+
+
+class EmbeddingError(RaglineError):
+    code = "embedding_failed"
+
+
+class QueueError(RaglineError):
+    code = "queue_unavailable"
+
+
+class TransientError(RaglineError):
+    """A stage failed in a way worth retrying (the queue will redeliver)."""
+
+    code = "transient"

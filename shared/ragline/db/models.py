@@ -1,0 +1,271 @@
+"""The schema: SQLAlchemy 2 typed models. Every tenant table carries `org_id`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pgvector.sqlalchemy import Vector
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Vector width of `chunk.embedding`. Changing it needs a migration (and re-embedding).
+EMBEDDING_DIM = 384
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
+    )
+
+
+def _org_fk() -> Mapped[uuid.UUID]:
+    return mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("org.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
+
+
+def _jsonb(default: str = "'{}'::jsonb") -> Mapped[Any]:
+    return mapped_column(JSONB, nullable=False, server_default=sa.text(default))
+
+
+class Org(Base):
+    """A customer. Not a tenant table itself: its row is visible only to its own members."""
+
+    __tablename__ = "org"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    slug: Mapped[str] = mapped_column(sa.Text, nullable=False, unique=True)
+    settings: Mapped[dict[str, Any]] = _jsonb()
+    created_at: Mapped[datetime] = _now()
+
+
+class AppUser(Base):
+    __tablename__ = "app_user"
+    __table_args__ = (sa.UniqueConstraint("org_id", "email"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    org_id: Mapped[uuid.UUID] = _org_fk()
+    email: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    name: Mapped[str | None] = mapped_column(sa.Text)
+    role: Mapped[str] = mapped_column(sa.Text, nullable=False, server_default="member")
+    created_at: Mapped[datetime] = _now()
+
+
+class ApiKey(Base):
+    """Only the prefix and an HMAC of the secret are stored."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    org_id: Mapped[uuid.UUID] = _org_fk()
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("app_user.id", ondelete="SET NULL"), index=True
+    )
+    name: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    prefix: Mapped[str] = mapped_column(sa.Text, nullable=False, unique=True)
+    key_hash: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    scopes: Mapped[list[str]] = mapped_column(
+        sa.ARRAY(sa.Text), nullable=False, server_default=sa.text("'{read}'::text[]")
+    )
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class Document(Base):
+    __tablename__ = "document"
+    __table_args__ = (
+        # Same content in the same org is one document (soft-deleted ones excepted).
+        sa.Index(
+            "uq_document_org_id_content_hash",
+            "org_id",
+            "content_hash",
+            unique=True,
+            postgresql_where=sa.text("deleted_at IS NULL"),
+        ),
+        sa.Index("ix_document_org_id_status_created_at", "org_id", "status", "created_at"),
+        sa.Index("ix_document_org_id_kind_created_at", "org_id", "kind", "created_at"),
+        sa.CheckConstraint(
+            "status IN ('pending', 'chunking', 'embedding', 'ready', 'failed', 'deleted')",
+            name="status",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    org_id: Mapped[uuid.UUID] = _org_fk()
+    title: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    kind: Mapped[str] = mapped_column(sa.Text, nullable=False, server_default="text")
+    content: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    content_hash: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")
+    )
+    source_uri: Mapped[str | None] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.Text, nullable=False, server_default="pending")
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    chunk_count: Mapped[int | None] = mapped_column(sa.Integer)
+    timings: Mapped[dict[str, Any]] = _jsonb()
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    deleted_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class Chunk(Base):
+    __tablename__ = "chunk"
+    __table_args__ = (
+        sa.UniqueConstraint("document_id", "ord"),
+        sa.Index("ix_chunk_tsv", "tsv", postgresql_using="gin"),
+        sa.Index(
+            "ix_chunk_embedding_hnsw",
+            "embedding",
+            postgresql_using="hnsw",
+            postgresql_with={"m": 16, "ef_construction": 64},
+            postgresql_ops={"embedding": "vector_cosine_ops"},
+        ),
+        # The embed stage polls for chunks still without a vector.
+        sa.Index(
+            "ix_chunk_document_id_missing_embedding",
+            "document_id",
+            postgresql_where=sa.text("embedding IS NULL"),
+        ),
+        sa.Index("ix_chunk_org_id_embedding_model", "org_id", "embedding_model"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    org_id: Mapped[uuid.UUID] = _org_fk()
+    document_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True),
+        sa.ForeignKey("document.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    )
+    ord: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    text: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    section_label: Mapped[str | None] = mapped_column(sa.Text)
+    token_count: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    start_offset: Mapped[int] = mapped_column(sa.Integer, nullable=False, server_default="0")
+    end_offset: Mapped[int] = mapped_column(sa.Integer, nullable=False, server_default="0")
+    tsv: Mapped[Any] = mapped_column(
+        TSVECTOR,
+        sa.Computed(
+            "to_tsvector('english'::regconfig, coalesce(section_label, '') || ' ' || text)",
+            persisted=True,
+        ),
+    )
+    embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIM), nullable=True)
+    embedding_model: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = _now()
+
+
+class Run(Base):
+    """One recorded execution: an ingest, an answer, an agent run, a retention pass."""
+
+    __tablename__ = "run"
+    __table_args__ = (
+        sa.Index("ix_run_org_id_kind_status_created_at", "org_id", "kind", "status", "created_at"),
+        sa.CheckConstraint(
+            "status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    org_id: Mapped[uuid.UUID] = _org_fk()
+    kind: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    status: Mapped[str] = mapped_column(sa.Text, nullable=False, server_default="pending")
+    parent_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("run.id", ondelete="SET NULL"), index=True
+    )
+    document_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("document.id", ondelete="SET NULL"), index=True
+    )
+    scenario_label: Mapped[str | None] = mapped_column(sa.Text)
+    input: Mapped[dict[str, Any]] = _jsonb()
+    state: Mapped[dict[str, Any]] = _jsonb()
+    tool_log: Mapped[list[Any]] = _jsonb("'[]'::jsonb")
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = _now()
+    started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[datetime] = _now()
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_key"
+    __table_args__ = (
+        sa.UniqueConstraint("org_id", "function", "key"),
+        sa.Index("ix_idempotency_key_expires_at", "expires_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    org_id: Mapped[uuid.UUID] = _org_fk()
+    function: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    key: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    request_hash: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    status: Mapped[str] = mapped_column(sa.Text, nullable=False, server_default="in_progress")
+    response_status: Mapped[int | None] = mapped_column(sa.Integer)
+    response_body: Mapped[Any] = mapped_column(JSONB, nullable=True)
+    response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    locked_until: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class RateLimitBucket(Base):
+    __tablename__ = "rate_limit_bucket"
+    __table_args__ = (sa.Index("ix_rate_limit_bucket_updated_at", "updated_at"),)
+
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("org.id", ondelete="CASCADE"), primary_key=True
+    )
+    api_key_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True),
+        sa.ForeignKey("api_key.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    )
+    bucket: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    tokens: Mapped[float] = mapped_column(sa.Float, nullable=False)
+    updated_at: Mapped[datetime] = _now()
+
+
+class StageLease(Base):
+    """A slot of an org's fair share of a pipeline stage (`ragline.guardrails.fairshare`):
+    held while a task of that org runs the stage, released at the end, expired if its worker
+    died."""
+
+    __tablename__ = "stage_lease"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("org.id", ondelete="CASCADE"), primary_key=True
+    )
+    stage: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    slot: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    holder: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
+#: Tables that carry `org_id` and get row-level security.
+TENANT_TABLES: tuple[str, ...] = tuple(
+    t.name for t in Base.metadata.sorted_tables if "org_id" in t.columns
+)

@@ -1,0 +1,85 @@
+"""Operator commands: `ragline retention run` and `ragline status` (registered in
+ragline.dev.cli)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import typer
+
+from ragline.core.errors import RaglineError
+
+retention_app = typer.Typer(
+    no_args_is_help=True, help="Retention: delete what ragline no longer needs (per org)."
+)
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def _resolve_org(org: str | None) -> uuid.UUID | None:
+    """An org given as slug or id, checked to exist (owner session)."""
+    if org is None:
+        return None
+    from ragline.db import orgs
+    from ragline.db.engine import owner_session
+    from ragline.db.models import Org
+
+    with owner_session() as session:
+        org_id = orgs.org_id_by_slug(session, org)
+        exists = org_id is not None and session.get(Org, org_id) is not None
+    if not exists:
+        _fail(f"no org {org!r}")
+    return org_id
+
+
+@retention_app.command("run")
+def retention_run(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="count what would go; delete nothing")
+    ] = False,
+    org: Annotated[str | None, typer.Option(help="org slug or id (default: every org)")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="rows per transaction (RETENTION_BATCH_SIZE)")
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option(min=0, help="seconds before stopping (RETENTION_BUDGET_S)")
+    ] = None,
+) -> None:
+    """Apply the retention policies now, org by org (what the scheduled function runs)."""
+    from ragline.ops import retention
+
+    try:
+        report = retention.run_retention(
+            dry_run=dry_run,
+            org=_resolve_org(org),
+            batch_size=batch_size,
+            budget_s=budget,
+            progress=lambda r: typer.echo(retention.format_org_line(r, dry_run=dry_run)),
+        )
+    except RaglineError as exc:
+        _fail(exc.message)
+        return
+    typer.echo(retention.format_report(report))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def status_command(
+    org: Annotated[str | None, typer.Option(help="org slug or id (default: every org)")] = None,
+) -> None:
+    """Per org: documents by status, chunks, runs, failed documents, oldest pending item."""
+    from ragline.db.engine import owner_session
+    from ragline.ops import status
+
+    org_id = _resolve_org(org)
+    try:
+        with owner_session() as session:
+            report = status.collect_status(session, org=org_id)
+    except RaglineError as exc:
+        _fail(exc.message)
+        return
+    typer.echo(status.format_status(report))

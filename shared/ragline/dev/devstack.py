@@ -1,0 +1,288 @@
+"""The local stack: embedded Postgres, the Cloud Tasks emulator and one functions-framework
+process per function, wired like production (real Cloud Tasks client, real HTTP).
+
+State lives in `$RAGLINE_HOME/dev.json` so `ragline dev stop` can stop a detached stack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ragline.core.config import Settings, get_settings
+from ragline.core.errors import ConfigurationError
+from ragline.dev.checkout import repo_root
+from ragline.ingest.queues import STAGES, queue_name
+
+#: The emulator retries instantly (no backoff): allow enough attempts to ride out a restart.
+LOCAL_MAX_ATTEMPTS = 30
+
+
+@dataclass
+class Stack:
+    functions: dict[str, str]
+    api_key: str
+    database_url: str
+    emulator: str
+    pids: dict[str, int] = field(default_factory=dict)
+    started_db: bool = False
+    task_secret: str = ""
+
+
+def function_names() -> list[str]:
+    return sorted(p.parent.name for p in (repo_root() / "functions").glob("*/main.py"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _emulator_bin() -> str:
+    for candidate in (
+        os.environ.get("TASKS_EMULATOR_BIN"),
+        str(repo_root() / ".venv-tasks" / "bin" / "gcloud-tasks-emulator"),
+        shutil.which("gcloud-tasks-emulator"),
+    ):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise ConfigurationError(
+        "gcloud-tasks-emulator not found: run `make setup` (it installs it in .venv-tasks)"
+    )
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode} (see its log)")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{name} did not listen on port {port} within {timeout:.0f}s")
+
+
+def state_file(settings: Settings | None = None) -> Path:
+    return (settings or get_settings()).ragline_home / "dev.json"
+
+
+def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    out = log.open("ab")
+    return subprocess.Popen(
+        cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=repo_root(), start_new_session=True
+    )
+
+
+def function_env(stack: Stack, settings: Settings, emulator_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
+    env.update(
+        {
+            "DATABASE_URL": stack.database_url,
+            "QUEUE_BACKEND": "cloudtasks",
+            "CLOUD_TASKS_EMULATOR_HOST": f"127.0.0.1:{emulator_port}",
+            "GCP_PROJECT": settings.gcp_project,
+            "GCP_REGION": settings.gcp_region,
+            "QUEUE_PREFIX": settings.queue_prefix,
+            "FUNCTION_URLS": json.dumps({s: stack.functions[s] for s in STAGES}),
+            "TASK_AUTH": "secret",
+            "TASK_SECRET": stack.task_secret,
+            "TASK_MAX_ATTEMPTS": str(LOCAL_MAX_ATTEMPTS),
+            "RAGLINE_HOME": str(settings.ragline_home.resolve()),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def start_function(
+    name: str, port: int, env: dict[str, str], logs: Path
+) -> subprocess.Popen[bytes]:
+    ff = Path(sys.executable).parent / "functions-framework"
+    cmd = [
+        str(ff) if ff.exists() else "functions-framework",
+        f"--target={name}",
+        f"--source={repo_root() / 'functions' / name / 'main.py'}",
+        "--host=127.0.0.1",
+        f"--port={port}",
+    ]
+    return _spawn(cmd, env, logs / f"{name}.log")
+
+
+def start(progress: Callable[[str], None] = print) -> Stack:
+    """Start everything; returns once every process listens. Caller must `stop()` it."""
+    from ragline.db import engine as db
+    from ragline.dev import embedded, migrate, seed
+
+    settings = get_settings()
+    home = settings.ragline_home
+    logs = home / "logs"
+    if state_file(settings).exists():
+        existing = json.loads(state_file(settings).read_text())
+        if any(_alive(pid) for pid in existing.get("pids", {}).values()):
+            raise RuntimeError("a dev stack is already running: `ragline dev stop` first")
+    started_db = False
+    if settings.database_mode == "embedded":
+        pgdata = home / "pgdata"
+        started_db = embedded.status(pgdata) is None
+        progress(f"database: embedded PostgreSQL in {pgdata}")
+        server = embedded.start(pgdata)
+        embedded.ensure_database(server, settings.db_name)
+        database_url = server.url(settings.db_name)
+    elif settings.database_url:
+        database_url = settings.database_url
+        progress("database: DATABASE_URL")
+    else:
+        raise ConfigurationError("the local stack needs the embedded database or DATABASE_URL")
+    os.environ["DATABASE_URL"] = database_url
+    get_settings.cache_clear()
+    db.reset_engines()
+    progress("migrations: upgrading to head")
+    migrate.upgrade("head")
+    with db.owner_session() as session:
+        api_key = seed.seed(session).api_key
+    db.reset_engines()
+
+    names = function_names()
+    ports = {n: free_port() for n in names}
+    emulator_port = free_port()
+    stack = Stack(
+        functions={n: f"http://127.0.0.1:{p}/" for n, p in ports.items()},
+        api_key=api_key,
+        database_url=database_url,
+        emulator=f"127.0.0.1:{emulator_port}",
+        started_db=started_db,
+        task_secret=secrets.token_urlsafe(24),
+    )
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        queue_args: list[str] = []
+        for stage in STAGES:
+            path = f"projects/{settings.gcp_project}/locations/{settings.gcp_region}/queues/"
+            queue_args += ["-d", path + queue_name(stage, settings)]
+        progress(f"Cloud Tasks emulator on :{emulator_port} ({len(STAGES)} queues)")
+        procs["tasks-emulator"] = _spawn(
+            [
+                _emulator_bin(),
+                "start",
+                f"--port={emulator_port}",
+                "-q",
+                f"--max-retries={LOCAL_MAX_ATTEMPTS}",
+                *queue_args,
+            ],
+            dict(os.environ),
+            logs / "tasks-emulator.log",
+        )
+        env = function_env(stack, settings, emulator_port)
+        for name in names:
+            procs[name] = start_function(name, ports[name], env, logs)
+        _wait_port(emulator_port, procs["tasks-emulator"], "tasks-emulator", 30)
+        for name in names:
+            _wait_port(ports[name], procs[name], name, 60)
+            progress(f"function {name:<10} {stack.functions[name]}")
+    except BaseException:
+        stack.pids = {n: p.pid for n, p in procs.items()}
+        stop(stack)
+        raise
+    stack.pids = {n: p.pid for n, p in procs.items()}
+    state_file(settings).write_text(json.dumps(asdict(stack), indent=2))
+    return stack
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def kill(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM a process group, then SIGKILL what is left after `timeout`."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (OSError, ChildProcessError):
+            pass
+
+
+def kill_all(pids: list[int], timeout: float = 10.0) -> None:
+    """SIGTERM every process group at once, then wait (and SIGKILL) within one deadline."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        kill(pid, timeout=max(0.1, deadline - time.monotonic()))
+
+
+def stop(stack: Stack | None = None) -> bool:
+    """Stop a stack (or the one recorded in dev.json). Returns False when none was running."""
+    from ragline.dev import embedded
+
+    settings = get_settings()
+    path = state_file(settings)
+    if stack is None:
+        if not path.exists():
+            return False
+        stack = Stack(**json.loads(path.read_text()))
+    kill_all(list(stack.pids.values()))
+    if stack.started_db:
+        embedded.stop(settings.ragline_home / "pgdata")
+    path.unlink(missing_ok=True)
+    return True
+
+
+def load() -> Stack | None:
+    path = state_file()
+    return Stack(**json.loads(path.read_text())) if path.exists() else None
+
+
+def get_json(url: str, key: str, timeout: float = 30) -> dict[str, object]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        data: dict[str, object] = json.loads(resp.read())
+        return data
+
+
+def restart_function(
+    stack: Stack, name: str, *, extra_env: dict[str, str] | None = None, hard: bool = False
+) -> None:
+    """Stop one function (SIGKILL when `hard`, as a crash would) and start it again on its port."""
+    settings = get_settings()
+    pid = stack.pids[name]
+    if hard:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+    kill(pid)
+    port = int(stack.functions[name].rstrip("/").rsplit(":", 1)[1])
+    emulator_port = int(stack.emulator.rsplit(":", 1)[1])
+    env = function_env(stack, settings, emulator_port) | (extra_env or {})
+    proc = start_function(name, port, env, settings.ragline_home / "logs")
+    _wait_port(port, proc, name, 60)
+    stack.pids[name] = proc.pid
+    state_file(settings).write_text(json.dumps(asdict(stack), indent=2))

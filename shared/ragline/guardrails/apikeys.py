@@ -1,0 +1,123 @@
+"""API keys: `rl_<prefix>_<secret>`; only the prefix and an HMAC-SHA256 of the key are stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ragline.core.config import get_settings
+from ragline.core.errors import ConfigurationError, UnauthenticatedError, ValidationError
+from ragline.db import tenancy
+from ragline.db.models import ApiKey
+
+SCOPES = ("read", "write", "admin")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key and the org it binds the request to."""
+
+    api_key_id: uuid.UUID
+    org_id: uuid.UUID
+    scopes: frozenset[str]
+
+
+def hash_key(raw: str, pepper: str | None = None) -> str:
+    """Keyed hash of a full API key (the pepper is a server secret, never in the database)."""
+    if pepper is None:
+        try:
+            pepper = get_settings().pepper()
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+    secret = pepper
+    return hmac.new(secret.encode(), raw.encode(), hashlib.sha256).hexdigest()
+
+
+def parse_key(raw: str) -> str:
+    """The prefix of a well-formed key, else UnauthenticatedError."""
+    parts = raw.split("_")
+    if len(parts) != 3 or parts[0] != "rl" or not parts[1] or len(parts[2]) < 20:
+        raise UnauthenticatedError("malformed API key")
+    return parts[1]
+
+
+def create_key(
+    session: Session,
+    name: str,
+    scopes: list[str],
+    *,
+    user_id: uuid.UUID | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key in the session's org. Returns the row and the raw key (shown once)."""
+    bad = set(scopes) - set(SCOPES)
+    if bad or not scopes:
+        raise ValidationError(f"scopes must be a non-empty subset of {SCOPES}", details=sorted(bad))
+    prefix = secrets.token_hex(6)
+    raw = f"rl_{prefix}_{secrets.token_urlsafe(32).replace('_', 'x')}"
+    row = ApiKey(
+        name=name,
+        prefix=prefix,
+        key_hash=hash_key(raw),
+        scopes=sorted(set(scopes)),
+        user_id=user_id,
+        expires_at=expires_at,
+    )
+    tenancy.add(session, row)
+    session.flush()
+    return row, raw
+
+
+def authenticate(session: Session, raw: str) -> Principal:
+    """Resolve a raw key to a principal (no org bound yet; uses the definer lookup)."""
+    prefix = parse_key(raw)
+    row = session.execute(
+        sa.text("select * from ragline_api_key_by_prefix(:p)"), {"p": prefix}
+    ).one_or_none()
+    # Compare against a dummy hash when the prefix is unknown, to keep timing flat.
+    expected = row.key_hash if row is not None else hash_key("rl_dummy_" + prefix)
+    if not hmac.compare_digest(expected, hash_key(raw)) or row is None:
+        raise UnauthenticatedError("invalid API key")
+    now = datetime.now(UTC)
+    if row.revoked_at is not None:
+        raise UnauthenticatedError("API key revoked")
+    if row.expires_at is not None and row.expires_at <= now:
+        raise UnauthenticatedError("API key expired")
+    return Principal(api_key_id=row.id, org_id=row.org_id, scopes=frozenset(row.scopes))
+
+
+def revoke_key(session: Session, key_id: uuid.UUID) -> bool:
+    """Revoke a key of the session's org; False when there is no such key."""
+    result = session.execute(
+        tenancy.scoped_update(
+            session, ApiKey, ApiKey.id == key_id, ApiKey.revoked_at.is_(None)
+        ).values(revoked_at=sa.func.now())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+#: `last_used_at` is written at most once per this many seconds per key.
+TOUCH_EVERY_S = 60
+
+
+def touch(session: Session, key_id: uuid.UUID) -> None:
+    """Stamp `last_used_at`, coalesced: no write when it was stamped within TOUCH_EVERY_S."""
+    session.execute(
+        tenancy.scoped_update(
+            session,
+            ApiKey,
+            ApiKey.id == key_id,
+            sa.or_(
+                ApiKey.last_used_at.is_(None),
+                ApiKey.last_used_at
+                < sa.func.now() - sa.text(f"interval '{TOUCH_EVERY_S} seconds'"),
+            ),
+        ).values(last_used_at=sa.func.now())
+    )

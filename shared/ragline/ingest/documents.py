@@ -1,0 +1,211 @@
+"""Documents: create (deduplicated by content hash), list, read, delete. Tenant sessions only."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from ragline.core.errors import NotFoundError
+from ragline.db import pagination, tenancy
+from ragline.db.models import Chunk, Document, Run
+
+MAX_TITLE = 500
+STATUSES = ("pending", "chunking", "embedding", "ready", "failed", "deleted")
+
+
+class NewDocument(BaseModel):
+    """The body of an ingest request."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    title: str = Field(min_length=1, max_length=MAX_TITLE)
+    text: str = Field(min_length=1)
+    kind: str = Field(default="text", min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    source_uri: str | None = Field(default=None, max_length=2048)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("text must not be blank")
+        if "\x00" in v:
+            raise ValueError("text must not contain NUL characters")
+        return v
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str) -> str:
+        v = v.strip()
+        if not v or "\x00" in v:
+            raise ValueError("title must be non-blank text without NUL")
+        return v
+
+
+@dataclass(frozen=True)
+class Ingested:
+    document: Document
+    run_id: uuid.UUID | None
+    created: bool
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def create(session: Session, new: NewDocument) -> Ingested:
+    """Create a pending document and its ingest run, or return the existing same-content one."""
+    org_id = tenancy.current_org(session)
+    digest = content_hash(new.text)
+    inserted = session.execute(
+        insert(Document)
+        .values(
+            org_id=org_id,
+            title=new.title,
+            kind=new.kind,
+            content=new.text,
+            content_hash=digest,
+            metadata_=new.metadata,
+            source_uri=new.source_uri,
+            timings={"ingested_at": datetime.now().astimezone().isoformat()},
+        )
+        .on_conflict_do_nothing(
+            index_elements=["org_id", "content_hash"], index_where=sa.text("deleted_at IS NULL")
+        )
+        .returning(Document.id)
+    ).scalar_one_or_none()
+    if inserted is None:
+        existing = session.scalars(
+            tenancy.scoped_select(
+                session, Document, Document.content_hash == digest, Document.deleted_at.is_(None)
+            )
+        ).one()
+        run_id = session.scalar(
+            tenancy.scoped_select(
+                session, Run, Run.document_id == existing.id, Run.kind == "ingest"
+            )
+            .with_only_columns(Run.id)
+            .order_by(Run.created_at.desc())
+            .limit(1)
+        )
+        return Ingested(existing, run_id, created=False)
+    run = tenancy.add(
+        session,
+        Run(
+            kind="ingest",
+            status="running",
+            document_id=inserted,
+            input={"title": new.title, "kind": new.kind, "bytes": len(new.text.encode())},
+            started_at=sa.func.now(),
+        ),
+    )
+    session.flush()
+    doc = session.get(Document, inserted)
+    assert doc is not None
+    return Ingested(doc, run.id, created=True)
+
+
+def get(session: Session, document_id: uuid.UUID) -> Document:
+    doc = tenancy.get(session, Document, document_id)
+    if doc is None or doc.deleted_at is not None:
+        raise NotFoundError(f"no document {document_id}")
+    return doc
+
+
+def chunk_counts(session: Session, document_id: uuid.UUID) -> dict[str, int]:
+    row = session.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.count(Chunk.embedding),
+        ).where(Chunk.org_id == tenancy.current_org(session), Chunk.document_id == document_id)
+    ).one()
+    return {"total": int(row[0]), "embedded": int(row[1])}
+
+
+def describe(session: Session, doc: Document, *, detail: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": str(doc.id),
+        "title": doc.title,
+        "kind": doc.kind,
+        "status": doc.status,
+        "content_hash": doc.content_hash,
+        "metadata": doc.metadata_,
+        "source_uri": doc.source_uri,
+        "chunk_count": doc.chunk_count,
+        "error": doc.error,
+        "created_at": doc.created_at.isoformat(),
+        "updated_at": doc.updated_at.isoformat(),
+    }
+    if detail:
+        out["chunks"] = chunk_counts(session, doc.id)
+        out["timings"] = doc.timings
+    return out
+
+
+ListStatus = Literal["pending", "chunking", "embedding", "ready", "failed"]
+
+
+class ListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: ListStatus | None = None
+    kind: str | None = Field(default=None, max_length=64)
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=200)
+
+
+def list_documents(session: Session, q: ListQuery) -> tuple[list[Document], str | None]:
+    """Newest first, keyset-paginated by (created_at, id)."""
+    where: list[Any] = [Document.deleted_at.is_(None)]
+    if q.status:
+        where.append(Document.status == q.status)
+    if q.kind:
+        where.append(Document.kind == q.kind)
+    where += pagination.before(Document.created_at, Document.id, q.cursor)
+    docs = tenancy.list_(
+        session,
+        Document,
+        *where,
+        order_by=[Document.created_at.desc(), Document.id.desc()],
+        limit=q.limit + 1,
+    )
+    return pagination.page(docs, q.limit)
+
+
+def delete(session: Session, document_id: uuid.UUID) -> bool:
+    """Remove a document and its chunks now; repeatable (False when nothing was there).
+
+    The row is kept as a tombstone (`status = deleted`, content cleared) until retention
+    purges it, so late pipeline tasks for it find nothing to do."""
+    doc = tenancy.get(session, Document, document_id, for_update=True)
+    if doc is None or doc.deleted_at is not None:
+        return False
+    session.execute(tenancy.scoped_delete(session, Chunk, Chunk.document_id == document_id))
+    doc.status = "deleted"
+    doc.deleted_at = sa.func.now()
+    doc.updated_at = sa.func.now()
+    doc.content = ""
+    # The ingest run ends with its document (a later stage task finds nothing to do).
+    session.execute(
+        tenancy.scoped_update(
+            session,
+            Run,
+            Run.document_id == document_id,
+            Run.kind == "ingest",
+            Run.status.in_(("pending", "running")),
+        ).values(
+            status="cancelled",
+            error="document deleted",
+            finished_at=sa.func.now(),
+            updated_at=sa.func.now(),
+        )
+    )
+    return True
