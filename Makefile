@@ -41,6 +41,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy shared/ragline
+	$(BIN)/lint-imports
 	@if command -v terraform >/dev/null; then TF_CLI_CONFIG_FILE=/dev/null CHECKPOINT_DISABLE=1 terraform fmt -check -recursive terraform; else echo "terraform not installed: fmt check skipped"; fi
 
 fmt: setup

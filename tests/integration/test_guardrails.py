@@ -98,7 +98,7 @@ def _plant(org_id: uuid.UUID, key: str, req_hash: str, locked_for_s: float) -> N
 def _hash(body: str) -> str:
     from ragline.guardrails.idempotency import request_hash
 
-    return request_hash("POST", "/", "", body.encode())
+    return request_hash("POST", "/", "application/json?", body.encode())
 
 
 def test_in_progress_repeat_is_409_with_retry_after() -> None:

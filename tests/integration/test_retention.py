@@ -400,19 +400,22 @@ def test_retention_function_checks_the_scheduler_oidc_token(
         scheduler_caller_service_account=scheduler,
     )
     audiences: list[str] = []
+    # Shaped like JWTs (header.payload.signature): anything else is refused before verifying.
+    forged, other, good = (f"eyJhbGciOiJSUzI1NiJ9.{name}0000000000.c2lnbmF0dXJl" for name in "fos")
 
     def verify(token: str, _request: Any, audience: str) -> dict[str, str]:
         audiences.append(audience)
-        if token == "forged":
+        if token == forged:
             raise ValueError("bad signature")
-        return {"email": scheduler if token == "scheduler" else "someone@p.iam"}
+        return {"email": scheduler if token == good else "someone@p.iam"}
 
     monkeypatch.setattr(id_token, "verify_oauth2_token", verify)
     fn = client("retention")
     assert fn.post("/").status_code == 401
-    assert fn.post("/", headers={"Authorization": "Bearer forged"}).status_code == 401
-    assert fn.post("/", headers={"Authorization": "Bearer other"}).status_code == 403
-    resp = fn.post("/", json={"dry_run": True}, headers={"Authorization": "Bearer scheduler"})
+    assert fn.post("/", headers={"Authorization": "Bearer not-a-jwt"}).status_code == 401
+    assert fn.post("/", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    assert fn.post("/", headers={"Authorization": f"Bearer {other}"}).status_code == 403
+    resp = fn.post("/", json={"dry_run": True}, headers={"Authorization": f"Bearer {good}"})
     assert resp.status_code == 200, resp.json
     assert set(audiences) == {"https://retention.example"}
 

@@ -10,9 +10,10 @@ import uuid
 from typing import Any, TypeVar
 
 import pydantic
-from flask import Request
+from flask import Request, Response
+from werkzeug import exceptions as wz_exc
 
-from ragline.api.replies import error_body
+from ragline.api.replies import Reply, error_body, respond
 from ragline.core import errors
 from ragline.core.config import get_settings
 from ragline.ingest.documents import NewDocument
@@ -87,7 +88,7 @@ def body_limit_middleware(app: Any) -> Any:
         declared = environ.get("CONTENT_LENGTH") or ""
         refusal: tuple[str, str, str] | None = None
         if declared:
-            if not declared.isdigit():
+            if not (declared.isascii() and declared.isdigit()):
                 refusal = ("400 Bad Request", "malformed_body", "invalid Content-Length")
             elif int(declared) > limit:
                 refusal = (
@@ -103,11 +104,23 @@ def body_limit_middleware(app: Any) -> Any:
                 ("Content-Length", str(len(body))),
                 ("X-Request-Id", request_id),
             ]
-            size = int(declared) if declared.isdigit() else DRAIN_MAX_BYTES + 1
+            size = (
+                int(declared)
+                if (declared.isascii() and declared.isdigit())
+                else DRAIN_MAX_BYTES + 1
+            )
             if size > DRAIN_MAX_BYTES or not _discard(environ["wsgi.input"], size):
                 headers.append(("Connection", "close"))
             start_response(refusal[0], headers)
             return [body]
+        if declared:
+            # Never read past the declared length (that would wait on the socket) and let a
+            # shorter body simply end: the stream ends where the bytes end, so werkzeug does
+            # not raise ClientDisconnected half-way through the framework's own reads.
+            environ["wsgi.input"] = _CappedInput(environ["wsgi.input"], int(declared))
+            environ["wsgi.input_terminated"] = True
+
+            return app(environ, start_response)
         capped = _CappedInput(environ["wsgi.input"], limit + 1)
         environ["wsgi.input"] = capped
         try:
@@ -131,6 +144,19 @@ def install_body_limit() -> None:
     app = flask.current_app._get_current_object()  # type: ignore[attr-defined]
     if not getattr(app.wsgi_app, "ragline_body_limit", False):
         app.wsgi_app = body_limit_middleware(app.wsgi_app)
+        # What the framework answers by itself (a path its router refuses, a body shorter than
+        # its Content-Length) gets the API's JSON error model too, never an HTML page.
+        app.register_error_handler(wz_exc.HTTPException, _framework_error)
+
+
+def _framework_error(exc: wz_exc.HTTPException) -> Response:
+    request_id = uuid.uuid4().hex
+    status = exc.code or 500
+    code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+        status, "malformed_request" if status < 500 else "internal"
+    )
+    message = (exc.name or "error").lower() if status < 500 else "internal error"
+    return respond(Reply(error_body(code, message, request_id), status), request_id)
 
 
 def read_body(req: Request, limit: int | None = None) -> bytes:
@@ -144,6 +170,11 @@ def read_body(req: Request, limit: int | None = None) -> bytes:
     data = req.stream.read(limit + 1)
     if len(data) > limit:
         raise errors.PayloadTooLargeError(f"body larger than {limit} bytes")
+    declared = req.content_length
+    if declared is not None and len(data) < declared:
+        raise errors.MalformedBodyError(
+            f"the body ended after {len(data)} of its {declared} declared bytes"
+        )
     req.environ[_BODY_KEY] = data
     return data
 

@@ -9,6 +9,7 @@ authentication, tenancy, error mapping and a structured log line around a small 
 from __future__ import annotations
 
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,8 +98,11 @@ def _authenticate(req: Request) -> Principal:
 
 
 def _canonical_query(req: Request) -> str:
-    """The query string with parameters sorted: part of what an Idempotency-Key stands for."""
-    return "&".join(f"{k}={v}" for k, v in sorted(req.args.items(multi=True)))
+    """What an Idempotency-Key stands for besides method, path and body: the query parameters
+    (sorted, each escaped, so `?title=A&x=1` and `?title=A%26x%3D1` differ) and the media type
+    (the same bytes as JSON and as text/plain are different requests)."""
+    pairs = sorted(req.args.items(multi=True))
+    return f"{(req.mimetype or '').lower()}?{urllib.parse.urlencode(pairs)}"
 
 
 @dataclass

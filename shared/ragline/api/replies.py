@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Request, Response
+from werkzeug import exceptions as wz_exc
 
 from ragline.core import errors
 from ragline.core.config import get_settings
@@ -86,6 +87,11 @@ def reply_for_error(
         if isinstance(exc.details, dict) and isinstance(exc.details.get("headers"), dict):
             reply.headers.update(exc.details["headers"])
         return reply
+    if isinstance(exc, wz_exc.HTTPException) and (exc.code or 500) < 500:
+        # What werkzeug refuses while reading the request (a body shorter than its
+        # Content-Length is ClientDisconnected): the client's fault, never a 500.
+        message = (exc.name or "bad request").lower()
+        return Reply(error_body("malformed_request", message, request_id), 400)
     if is_unavailable(exc):
         log(
             "ERROR",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from ragline.api.replies import (
 from ragline.core import errors
 from ragline.core.config import get_settings
 from ragline.core.logs import log
+
+_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
 
 
 def verify_queue_or_scheduler(req: Request, audience_key: str, *, caller: str | None) -> None:
@@ -46,18 +49,24 @@ def verify_queue_or_scheduler(req: Request, audience_key: str, *, caller: str | 
             raise errors.UnauthenticatedError("this endpoint accepts only its queue or scheduler")
         return
     auth = req.headers.get("Authorization", "")
-    if not auth.lower().startswith("bearer "):
+    token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    if not _JWT_SHAPE.fullmatch(token):
+        # Not even shaped like a JWT (an API key, junk): refused without fetching Google's
+        # certificates, so anonymous callers cannot make this endpoint call out.
         raise errors.UnauthenticatedError("missing OIDC token")
+    from google.auth import exceptions as google_exceptions
     from google.auth.transport import requests as google_requests
     from google.oauth2 import id_token
 
     audience = settings.function_urls.get(audience_key, req.base_url)
     try:
         claims = id_token.verify_oauth2_token(  # type: ignore[no-untyped-call]
-            auth[7:], google_requests.Request(), audience
+            token, google_requests.Request(), audience
         )
     except ValueError as exc:
         raise errors.UnauthenticatedError("invalid OIDC token") from exc
+    except google_exceptions.TransportError as exc:
+        raise errors.TransientError("could not fetch Google's token certificates") from exc
     if caller and claims.get("email") != caller:
         raise errors.ForbiddenError("OIDC token of an unexpected service account")
 

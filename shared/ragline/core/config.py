@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     chunk_overlap_tokens: int = 40
     embed_batch_chunks: int = 64
     max_body_bytes: int = 10 * 1024 * 1024
+    max_document_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1,
+        description="Text of one document, UTF-8 bytes (the chunk stage's memory scales with it)",
+    )
     max_chunks_per_document: int = Field(
         default=10_000, ge=1, description="A document that splits into more fails (too_many_chunks)"
     )

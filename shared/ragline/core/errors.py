@@ -49,6 +49,12 @@ class PayloadTooLargeError(ValidationError):
     code = "payload_too_large"
 
 
+class DocumentTooLargeError(PayloadTooLargeError):
+    """A document's text is over its org's per-document size limit."""
+
+    code = "document_too_large"
+
+
 class UnsupportedMediaTypeError(ValidationError):
     code = "unsupported_media_type"
 

@@ -59,6 +59,8 @@ def _runtime_ignore(package_src: Path, cloud: str) -> object:
         return dropped | {n for n in names if Path(folder) / n in skipped}
 
     return ignore
+
+
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -40,12 +41,16 @@ def hash_key(raw: str, pepper: str | None = None) -> str:
     return hmac.new(secret.encode(), raw.encode(), hashlib.sha256).hexdigest()
 
 
+_KEY_SHAPE = re.compile(r"rl_([0-9a-f]{12})_([A-Za-z0-9-]{20,200})")
+
+
 def parse_key(raw: str) -> str:
-    """The prefix of a well-formed key, else UnauthenticatedError."""
-    parts = raw.split("_")
-    if len(parts) != 3 or parts[0] != "rl" or not parts[1] or len(parts[2]) < 20:
+    """The prefix of a well-formed key (`rl_<12 hex>_<20-200 url-safe chars>`), else
+    UnauthenticatedError: checked before any SQL, so nothing odd (a NUL) reaches Postgres."""
+    match = _KEY_SHAPE.fullmatch(raw)
+    if match is None:
         raise UnauthenticatedError("malformed API key")
-    return parts[1]
+    return match.group(1)
 
 
 def create_key(

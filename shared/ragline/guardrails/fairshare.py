@@ -44,14 +44,24 @@ _CLAIM = sa.text(
 )
 
 
+#: Upper bounds of the per-org overrides: a typo must not make one org's share unbounded.
+LIMIT_MAX: dict[str, int] = {
+    "stage_concurrency": 256,
+    "max_chunks_per_document": 1_000_000,
+    "max_document_bytes": 64 * 1024 * 1024,
+}
+
+
 def org_limit(session: Session, name: str, default: int) -> int:
-    """The org's `limits.<name>` setting when it is a positive integer, else `default`."""
-    settings: dict[str, Any] | None = session.scalar(
+    """The org's `limits.<name>` setting when it is a positive integer (clamped to
+    LIMIT_MAX), else `default`; a malformed `limits` value is ignored, never fatal."""
+    settings: Any = session.scalar(
         sa.select(Org.settings).where(Org.id == tenancy.current_org(session))
     )
-    value = ((settings or {}).get("limits") or {}).get(name)
+    limits = settings.get("limits") if isinstance(settings, dict) else None
+    value = limits.get(name) if isinstance(limits, dict) else None
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
+        return min(value, LIMIT_MAX.get(name, value))
     return default
 
 

@@ -25,6 +25,7 @@ slice must be contiguous); a title's overline is left out.
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -136,7 +137,6 @@ _PIECE = "piece"  # part of a word too long for any chunk
 
 _FENCE_RE = re.compile(r" {0,3}(`{3,}|~{3,})")
 _ATX_RE = re.compile(r"(#{1,6})(?:[ \t]|$)")
-_ATX_CLOSING_RE = re.compile(r"(?:^|[ \t]+)#+$")
 _ADORNMENT_CHARS = frozenset("=-*~^")
 _SETEXT_CHARS = frozenset("=-")
 _SETEXT_STYLES = {("=", False): 1, ("-", False): 2}
@@ -213,17 +213,36 @@ class _Section:
     label: str | None = None
 
 
-class _Parser:
-    """Line-based pass: headings, fenced code blocks and paragraphs, grouped into sections."""
+class _Lines:
+    """The lines of a text, made on demand from an array of their start offsets (8 bytes a
+    line, instead of a list of strings: a megabyte of blank lines used hundreds of MB)."""
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.lines = text.split("\n")
-        self.starts: list[int] = []
-        offset = 0
-        for line in self.lines:
-            self.starts.append(offset)
-            offset += len(line) + 1
+        self.starts = array("q", [0])
+        find = text.find
+        position = find("\n")
+        while position >= 0:
+            self.starts.append(position + 1)
+            position = find("\n", position + 1)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> str:
+        start = self.starts[index]
+        end = self.starts[index + 1] - 1 if index + 1 < len(self.starts) else len(self.text)
+        return self.text[start:end]
+
+
+class _Parser:
+    """Line-based pass: headings, fenced code blocks and paragraphs, grouped into sections."""
+
+    def __init__(self, text: str, max_sections: int | None = None) -> None:
+        self.text = text
+        self.max_sections = max_sections
+        self.lines = _Lines(text)
+        self.starts = self.lines.starts
         self.sections = [_Section(None, [])]
         self.para_first = -1
         self.para_last = -1
@@ -311,6 +330,12 @@ class _Parser:
         """Start a section at the heading on lines `first`..`last` (title and underline)."""
         span = _span(self.text, self.starts[first], self.end_of(last), _HEADING)
         self.sections.append(_Section((style, title), [] if span is None else [span]))
+        if self.max_sections is not None and len(self.sections) > self.max_sections + 1:
+            # Every section with text is at least one chunk: stop before holding them all.
+            raise TooManyChunksError(
+                f"the document has more than {self.max_sections} sections, each at least one "
+                "chunk: over the limit per document"
+            )
         self.after_colon = False
 
     def close_paragraph(self) -> None:
@@ -362,8 +387,17 @@ def _heading_atx(line: str) -> tuple[int, str] | None:
     match = _ATX_RE.match(body)
     if match is None:
         return None
-    title = _ATX_CLOSING_RE.sub("", body[match.end() :].strip())
-    return len(match.group(1)), title.strip()
+    return len(match.group(1)), _strip_closing_hashes(body[match.end() :].strip())
+
+
+def _strip_closing_hashes(title: str) -> str:
+    """CommonMark's optional closing sequence (`## Title ##`): trailing #s preceded by a blank
+    or making up the whole title. String operations, not a regex: `(?:^|[ \t]+)#+$` rescans a
+    run of blanks from every position (quadratic on one long line; issue 11)."""
+    bare = title.rstrip("#")
+    if bare != title and (not bare or bare[-1] in " \t"):
+        return bare.rstrip(" \t")
+    return title
 
 
 # --- splitting -----------------------------------------------------------------------------------
@@ -456,10 +490,14 @@ def _pieces(text: str, span: _Span, budget: int) -> list[_Span]:
     return out
 
 
-def _refine(text: str, span: _Span, budget: int, max_tokens: int, out: list[_Span]) -> None:
-    """Append `span` to `out`, split into smaller spans until each fits its limit."""
+def _refine(
+    text: str, span: _Span, budget: int, max_tokens: int, out: list[_Span], max_chars: int
+) -> None:
+    """Append `span` to `out`, split into smaller spans until each fits its limits (tokens,
+    and characters: whitespace counts no tokens, so a run of blanks is bounded by length)."""
     whole_block = span.kind in (_CODE, _LINE)
-    if span.count <= (max_tokens if whole_block else budget):
+    fits_chars = span.end - span.start <= max_chars
+    if span.count <= (max_tokens if whole_block else budget) and fits_chars:
         out.append(span)
         return
     if span.kind == _WORD:
@@ -473,7 +511,7 @@ def _refine(text: str, span: _Span, budget: int, max_tokens: int, out: list[_Spa
     if len(parts) <= 1:
         parts = _words(text, span)
     for part in parts:
-        _refine(text, part, budget, max_tokens, out)
+        _refine(text, part, budget, max_tokens, out, max_chars)
 
 
 def _tail(text: str, spans: list[_Span], limit: int) -> list[_Span]:
@@ -507,21 +545,27 @@ def _tail(text: str, spans: list[_Span], limit: int) -> list[_Span]:
 
 
 def _pack(
-    text: str, spans: list[_Span], max_tokens: int, overlap_tokens: int
+    text: str, spans: list[_Span], max_tokens: int, overlap_tokens: int, max_chars: int
 ) -> Iterator[tuple[int, int, int]]:
     """Greedily fill chunks with `spans`; yield (start, end, token count) of each."""
     current: list[_Span] = []
     total = 0
     for span in spans:
-        if current and (span.glued or total + span.count > max_tokens):
+        too_long = bool(current) and span.end - current[0].start > max_chars
+        if current and (span.glued or total + span.count > max_tokens or too_long):
             yield current[0].start, current[-1].end, total
-            limit = 0 if span.glued else min(overlap_tokens, max_tokens - span.count)
+            limit = 0 if span.glued or too_long else min(overlap_tokens, max_tokens - span.count)
             current = _tail(text, current, limit)
             total = sum(unit.count for unit in current)
         current.append(span)
         total += span.count
     if current:
         yield current[0].start, current[-1].end, total
+
+
+#: A chunk spans at most this many characters per token of `max_tokens` (whitespace and long
+#: words count few tokens: without a bound a run of blanks made megabyte chunks).
+CHARS_PER_TOKEN_MAX = 16
 
 
 def split_document(
@@ -540,12 +584,19 @@ def split_document(
             f"overlap_tokens must be in [0, max_tokens={max_tokens}), got {overlap_tokens}"
         )
     budget = max_tokens - overlap_tokens
+    max_chars = CHARS_PER_TOKEN_MAX * max_tokens
+    if max_chunks is not None and count_tokens(text) > max_chunks * max_tokens:
+        # No chunk holds more than `max_tokens` tokens: the cap is certain to be exceeded, so
+        # refuse before parsing (linear time, constant memory).
+        raise TooManyChunksError(
+            f"the document splits into more than {max_chunks} chunks, the limit per document"
+        )
     chunks: list[Chunk] = []
-    for section in _Parser(text).parse():
+    for section in _Parser(text, max_chunks).parse():
         spans: list[_Span] = []
         for span in section.spans:
-            _refine(text, span, budget, max_tokens, spans)
-        for start, end, count in _pack(text, spans, max_tokens, overlap_tokens):
+            _refine(text, span, budget, max_tokens, spans, max_chars)
+        for start, end, count in _pack(text, spans, max_tokens, overlap_tokens, max_chars):
             if max_chunks is not None and len(chunks) >= max_chunks:
                 raise TooManyChunksError(
                     f"the document splits into more than {max_chunks} chunks, "

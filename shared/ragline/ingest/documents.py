@@ -13,9 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from ragline.core.errors import NotFoundError
+from ragline.core.config import get_settings
+from ragline.core.errors import DocumentTooLargeError, NotFoundError
 from ragline.db import pagination, tenancy
 from ragline.db.models import Chunk, Document, Run
+from ragline.guardrails import fairshare
 
 MAX_TITLE = 500
 STATUSES = ("pending", "chunking", "embedding", "ready", "failed", "deleted")
@@ -64,6 +66,13 @@ def content_hash(text: str) -> str:
 def create(session: Session, new: NewDocument) -> Ingested:
     """Create a pending document and its ingest run, or return the existing same-content one."""
     org_id = tenancy.current_org(session)
+    size = len(new.text.encode("utf-8"))
+    limit = fairshare.org_limit(session, "max_document_bytes", get_settings().max_document_bytes)
+    if size > limit:
+        raise DocumentTooLargeError(
+            f"document text is {size} bytes; the limit per document is {limit}",
+            details={"bytes": size, "limit": limit},
+        )
     digest = content_hash(new.text)
     inserted = session.execute(
         insert(Document)

@@ -121,7 +121,7 @@ class _Outcome:
 
 
 Probe = Callable[[_Outcome, Settings], None]
-_inflight: dict[str, threading.Thread] = {}
+_inflight: dict[str, list[tuple[threading.Thread, float]]] = {}
 _inflight_lock = threading.Lock()
 
 
@@ -264,11 +264,20 @@ def _guarded(group: str, probe: Probe, out: _Outcome, settings: Settings) -> Non
         out.fill(f"failed: {type(exc).__name__}")
 
 
+#: Probes of one group allowed in flight at once (concurrent /ready calls each run their own).
+MAX_INFLIGHT = 4
+
+
 def _launch(group: str, probe: Probe, out: _Outcome, settings: Settings) -> threading.Thread | None:
-    """Start `probe` in a daemon thread, unless the previous one is still stuck (None)."""
+    """Start `probe` in a daemon thread; None when an earlier one has outlived the timeout
+    (the dependency hangs: no new thread piles up behind it) or too many are in flight. A
+    young probe serving a concurrent call is not a hang (issue 11 follow-up)."""
+    now = time.monotonic()
     with _inflight_lock:
-        previous = _inflight.get(group)
-        if previous is not None and previous.is_alive():
+        alive = [(t, at) for t, at in _inflight.get(group, []) if t.is_alive()]
+        hanging = any(now - at > settings.health_check_timeout_s for _, at in alive)
+        if hanging or len(alive) >= MAX_INFLIGHT:
+            _inflight[group] = alive
             return None
         thread = threading.Thread(
             target=_guarded,
@@ -276,7 +285,7 @@ def _launch(group: str, probe: Probe, out: _Outcome, settings: Settings) -> thre
             name=f"ragline-health-{group}",
             daemon=True,
         )
-        _inflight[group] = thread
+        _inflight[group] = [*alive, (thread, now)]
         thread.start()
         return thread
 
@@ -312,7 +321,7 @@ def wait_idle(timeout: float) -> bool:
     """Wait for stuck probe threads to end (tests); True when none is left running."""
     deadline = time.monotonic() + timeout
     with _inflight_lock:
-        threads = list(_inflight.values())
+        threads = [t for running in _inflight.values() for t, _ in running]
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     return not any(t.is_alive() for t in threads)
