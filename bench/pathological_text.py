@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,6 +44,14 @@ CLASSES: dict[str, str] = {
     "cjk": "\u6f22\u5b57",
     "prose": "The quick brown fox jumps over the lazy dog. ",
 }
+#: Inputs that grow one line (or one run) instead of repeating a unit: the shape that caught
+#: the heading regex (`# a` + blanks + `x`).
+GROWING: dict[str, Callable[[int], str]] = {
+    "one heading line of blanks": lambda n: "# a" + " " * (n - 4) + "x",
+    "one line of blanks and hashes": lambda n: "# a " + "# " * ((n - 4) // 2),
+    "prose around a blank run": lambda n: "alpha" + " " * (n - 10) + "omega",
+    "one-word paragraphs": lambda n: "a\n\n" * (n // 3),
+}
 
 
 def timed(text: str) -> tuple[float, int]:
@@ -62,9 +71,13 @@ def main() -> None:
     big = int(args.mb * (1 << 20))
     small = big // 4
     rows = []
-    for name, unit in CLASSES.items():
-        t_small, _ = timed(unit * (small // len(unit)))
-        t_big, n_chunks = timed(unit * (big // len(unit)))
+    makers: dict[str, Callable[[int], str]] = {
+        name: (lambda n, unit=unit: unit * (n // len(unit))) for name, unit in CLASSES.items()
+    }
+    makers.update(GROWING)
+    for name, make in makers.items():
+        t_small, _ = timed(make(small))
+        t_big, n_chunks = timed(make(big))
         growth = (t_big / max(t_small, 1e-4)) / (big / small)
         rows.append(
             {

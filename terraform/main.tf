@@ -21,13 +21,13 @@ locals {
     search    = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 60 }
   }
 
-  # Pipeline stages reached through Cloud Tasks, as ragline.queues.STAGES.
+  # Pipeline stages reached through Cloud Tasks, as ragline.ingest.queues.STAGES.
   stages = ["chunk", "embed", "finalize"]
 
   # Deterministic run.app URLs (SERVICE-PROJECT_NUMBER.REGION.run.app) of the task
   # handlers and of retention: known before the functions exist, so no function depends on
   # another. They are FUNCTION_URLS (the OIDC audience the functions verify) and the URLs
-  # Cloud Tasks (ragline.queues) and the scheduler job call with that audience.
+  # Cloud Tasks (ragline.ingest.queues) and the scheduler job call with that audience.
   # Cloud Tasks reaches ALLOW_INTERNAL_ONLY services on run.app URLs only.
   stage_urls = {
     for s in concat(local.stages, ["retention"]) :

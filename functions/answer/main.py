@@ -4,7 +4,7 @@ an answer with citations from the caller's org, recorded as a run."""
 import functions_framework
 from flask import Request
 
-from ragline.api import Context, Reply, endpoint, error_body, json_body, status_for
+from ragline.api import Context, Reply, endpoint, json_body
 from ragline.retrieval import answer as answers
 
 
@@ -15,9 +15,4 @@ def answer(req: Request, ctx: Context) -> Reply:
     if result.error is None:
         return Reply(result.as_dict())
     # Returned, not raised: the transaction must commit so the failed run stays recorded.
-    exc = result.error
-    details = {
-        **(exc.details if isinstance(exc.details, dict) else {}),
-        "run_id": str(result.run_id),
-    }
-    return Reply(error_body(exc.code, exc.message, ctx.request_id, details), status_for(exc))
+    return ctx.error_reply(result.error, run_id=str(result.run_id))

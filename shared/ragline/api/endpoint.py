@@ -13,6 +13,7 @@ import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import Request, Response
 from sqlalchemy.orm import Session
@@ -30,6 +31,7 @@ from ragline.api.replies import (
 from ragline.api.tasks import verify_queue_or_scheduler
 from ragline.core import errors
 from ragline.core.config import get_settings
+from ragline.core.logs import add_context, bind_context, trace_field
 from ragline.db import tenancy
 from ragline.db.engine import get_engine
 from ragline.guardrails import apikeys, idempotency, ratelimit
@@ -52,6 +54,14 @@ class Context:
     def org_id(self) -> uuid.UUID:
         return self.principal.org_id
 
+    def error_reply(self, exc: errors.RaglineError, **details: Any) -> Reply:
+        """Commit, then answer with `exc` mapped like a raised error (its status, code and
+        details, plus `details`): for failures that must stay recorded, e.g. a failed run."""
+        reply = reply_for_error(exc, self.request_id, self.function)
+        body = reply.body["error"]
+        body["details"] = {**(body.get("details") or {}), **details}
+        return reply
+
 
 def _single_header(req: Request, name: str) -> str | None:
     values = req.headers.getlist(name)
@@ -70,6 +80,10 @@ def _api_key(req: Request) -> str:
     if not key:
         raise errors.UnauthenticatedError("missing API key (Authorization: Bearer rl_…)")
     return key
+
+
+def _trace(req: Request) -> dict[str, str]:
+    return trace_field(req.headers.get("X-Cloud-Trace-Context"), get_settings().gcp_project)
 
 
 def is_operator(req: Request) -> bool:
@@ -198,6 +212,7 @@ def endpoint(
         def wrapped(req: Request) -> Response:
             started = time.monotonic()
             request_id = uuid.uuid4().hex
+            bind_context(request_id=request_id, function=function, **_trace(req))
             org_id: uuid.UUID | None = None
             rate_headers: dict[str, str] = {}
             try:
@@ -205,6 +220,7 @@ def endpoint(
                     raise errors.MethodNotAllowedError(f"{req.method} not allowed here")
                 principal = _authenticate(req)
                 org_id = principal.org_id
+                add_context(org_id=org_id)
                 scope = needed.get(req.method, "write" if req.method != "GET" else "read")
                 if scope not in principal.scopes and "admin" not in principal.scopes:
                     raise errors.ForbiddenError(f"API key lacks the {scope!r} scope")
@@ -248,6 +264,7 @@ def plain_endpoint(
         def wrapped(req: Request) -> Response:
             started = time.monotonic()
             request_id = uuid.uuid4().hex
+            bind_context(request_id=request_id, function=function, **_trace(req))
             try:
                 if req.method not in methods:
                     raise errors.MethodNotAllowedError(f"{req.method} not allowed here")

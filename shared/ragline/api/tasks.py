@@ -22,7 +22,7 @@ from ragline.api.replies import (
 )
 from ragline.core import errors
 from ragline.core.config import get_settings
-from ragline.core.logs import log
+from ragline.core.logs import add_context, bind_context, log
 
 _JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
 
@@ -85,6 +85,7 @@ def task_endpoint(stage: str) -> Callable[[Request], Response]:
     def wrapped(req: Request) -> Response:
         started = time.monotonic()
         request_id = req.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
+        bind_context(request_id=request_id, function=stage, stage=stage)
         attempt = 0
         try:
             if req.method != "POST":
@@ -95,6 +96,9 @@ def task_endpoint(stage: str) -> Callable[[Request], Response]:
                 raise errors.MalformedBodyError("task body must be a JSON object")
             validate(pipeline.TaskPayload, raw)
             attempt = int(req.headers.get("X-CloudTasks-TaskRetryCount", "0") or 0)
+            add_context(
+                attempt=attempt, org_id=raw.get("org_id"), document_id=raw.get("document_id")
+            )
             outcome = pipeline.run_stage(
                 stage, raw, attempt=attempt, max_attempts=get_settings().task_max_attempts
             )

@@ -14,6 +14,11 @@ DEFAULT_PEPPER = "local-dev-pepper-change-me"
 DatabaseMode = Literal["url", "cloudsql", "rds", "password", "embedded"]
 
 
+#: Vector width of `chunk.embedding` (the schema) and the default EMBEDDING_DIM: the one
+#: place it is written. Changing it needs a migration and re-embedding.
+EMBEDDING_DIM = 384
+
+
 class Settings(BaseSettings):
     """Every knob of ragline. Environment variable = field name in upper case."""
 
@@ -52,7 +57,7 @@ class Settings(BaseSettings):
 
     # --- embeddings ---
     embedding_provider: Literal["minilm", "openai", "vertex", "hashing"] = "minilm"
-    embedding_dim: int = 384
+    embedding_dim: int = EMBEDDING_DIM
     embedding_batch_size: int = Field(
         default=8, ge=1, description="Texts per model call; 8 peaks ~315 MiB (fits 512 MiB)"
     )

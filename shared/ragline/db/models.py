@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,8 +12,45 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-#: Vector width of `chunk.embedding`. Changing it needs a migration (and re-embedding).
-EMBEDDING_DIM = 384
+from ragline.core.config import EMBEDDING_DIM
+
+
+class DocumentStatus(StrEnum):
+    """The one vocabulary of document states (check constraint, API types, pipeline, status,
+    retention). `pending → chunking → embedding → ready`, or `failed`; `deleted` tombstones."""
+
+    PENDING = "pending"
+    CHUNKING = "chunking"
+    EMBEDDING = "embedding"
+    READY = "ready"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+#: Documents still moving through the pipeline.
+IN_PIPELINE: tuple[DocumentStatus, ...] = (
+    DocumentStatus.PENDING,
+    DocumentStatus.CHUNKING,
+    DocumentStatus.EMBEDDING,
+)
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class IdempotencyStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+
+
+def _one_of(enum: type[StrEnum]) -> str:
+    return "status IN (" + ", ".join(f"'{member.value}'" for member in enum) + ")"
+
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -106,10 +144,7 @@ class Document(Base):
         ),
         sa.Index("ix_document_org_id_status_created_at", "org_id", "status", "created_at"),
         sa.Index("ix_document_org_id_kind_created_at", "org_id", "kind", "created_at"),
-        sa.CheckConstraint(
-            "status IN ('pending', 'chunking', 'embedding', 'ready', 'failed', 'deleted')",
-            name="status",
-        ),
+        sa.CheckConstraint(_one_of(DocumentStatus), name="status"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -184,9 +219,7 @@ class Run(Base):
     __tablename__ = "run"
     __table_args__ = (
         sa.Index("ix_run_org_id_kind_status_created_at", "org_id", "kind", "status", "created_at"),
-        sa.CheckConstraint(
-            "status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
-        ),
+        sa.CheckConstraint(_one_of(RunStatus), name="status"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()

@@ -27,7 +27,7 @@ from ragline.core.errors import (
     ValidationError,
 )
 from ragline.db import tenancy
-from ragline.db.models import IdempotencyKey
+from ragline.db.models import IdempotencyKey, IdempotencyStatus
 
 MAX_KEY_LENGTH = 255
 #: Response headers worth replaying (never auth or per-request ones).
@@ -82,7 +82,7 @@ def claim(
             function=function,
             key=key,
             request_hash=req_hash,
-            status="in_progress",
+            status=IdempotencyStatus.IN_PROGRESS,
             locked_until=now + sa.func.make_interval(0, 0, 0, 0, 0, 0, lock_s),
             expires_at=now + sa.func.make_interval(0, 0, 0, 0, 0, 0, ttl_s),
         )
@@ -104,7 +104,7 @@ def claim(
         raise IdempotencyMismatchError(
             "this Idempotency-Key was used with a different request; use a new key"
         )
-    if row.status == "completed":
+    if row.status == IdempotencyStatus.COMPLETED:
         assert row.response_status is not None
         return Replay(row.response_status, row.response_body, dict(row.response_headers or {}))
     if row.locked_until > current:
@@ -124,7 +124,7 @@ def _take_over(
     from datetime import timedelta
 
     row.request_hash = req_hash
-    row.status = "in_progress"
+    row.status = IdempotencyStatus.IN_PROGRESS
     row.response_status = None
     row.response_body = None
     row.response_headers = None
@@ -142,7 +142,10 @@ def complete(
         tenancy.scoped_update(
             session, IdempotencyKey, IdempotencyKey.function == function, IdempotencyKey.key == key
         ).values(
-            status="completed", response_status=status, response_body=body, response_headers=kept
+            status=IdempotencyStatus.COMPLETED,
+            response_status=status,
+            response_body=body,
+            response_headers=kept,
         )
     )
 
@@ -155,7 +158,7 @@ def release(session: Session, function: str, key: str) -> None:
             IdempotencyKey,
             IdempotencyKey.function == function,
             IdempotencyKey.key == key,
-            IdempotencyKey.status == "in_progress",
+            IdempotencyKey.status == IdempotencyStatus.IN_PROGRESS,
         )
     )
 

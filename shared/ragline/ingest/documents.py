@@ -16,11 +16,10 @@ from sqlalchemy.orm import Session
 from ragline.core.config import get_settings
 from ragline.core.errors import DocumentTooLargeError, NotFoundError
 from ragline.db import pagination, tenancy
-from ragline.db.models import Chunk, Document, Run
+from ragline.db.models import Chunk, Document, DocumentStatus, Run, RunStatus
 from ragline.guardrails import fairshare
 
 MAX_TITLE = 500
-STATUSES = ("pending", "chunking", "embedding", "ready", "failed", "deleted")
 
 
 class NewDocument(BaseModel):
@@ -110,7 +109,7 @@ def create(session: Session, new: NewDocument) -> Ingested:
         session,
         Run(
             kind="ingest",
-            status="running",
+            status=RunStatus.RUNNING,
             document_id=inserted,
             input={"title": new.title, "kind": new.kind, "bytes": len(new.text.encode())},
             started_at=sa.func.now(),
@@ -159,7 +158,14 @@ def describe(session: Session, doc: Document, *, detail: bool = False) -> dict[s
     return out
 
 
-ListStatus = Literal["pending", "chunking", "embedding", "ready", "failed"]
+#: Statuses a listing may filter on (deleted documents are never listed).
+ListStatus = Literal[
+    DocumentStatus.PENDING,
+    DocumentStatus.CHUNKING,
+    DocumentStatus.EMBEDDING,
+    DocumentStatus.READY,
+    DocumentStatus.FAILED,
+]
 
 
 class ListQuery(BaseModel):
@@ -198,7 +204,7 @@ def delete(session: Session, document_id: uuid.UUID) -> bool:
     if doc is None or doc.deleted_at is not None:
         return False
     session.execute(tenancy.scoped_delete(session, Chunk, Chunk.document_id == document_id))
-    doc.status = "deleted"
+    doc.status = DocumentStatus.DELETED
     doc.deleted_at = sa.func.now()
     doc.updated_at = sa.func.now()
     doc.content = ""
@@ -209,9 +215,9 @@ def delete(session: Session, document_id: uuid.UUID) -> bool:
             Run,
             Run.document_id == document_id,
             Run.kind == "ingest",
-            Run.status.in_(("pending", "running")),
+            Run.status.in_((RunStatus.PENDING, RunStatus.RUNNING)),
         ).values(
-            status="cancelled",
+            status=RunStatus.CANCELLED,
             error="document deleted",
             finished_at=sa.func.now(),
             updated_at=sa.func.now(),

@@ -215,7 +215,7 @@ def _sqs_client(settings: Settings) -> Any:
 
 def probe_embeddings(out: _Outcome, settings: Settings) -> None:
     """The embedding provider is configured (MiniLM files present; the model is not loaded)."""
-    from ragline.db.models import EMBEDDING_DIM
+    from ragline.core.config import EMBEDDING_DIM
 
     provider = settings.embedding_provider
     if settings.embedding_dim != EMBEDDING_DIM:

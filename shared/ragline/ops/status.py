@@ -18,11 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ragline.core.errors import ConfigurationError, NotFoundError
-from ragline.db.models import Chunk, Document, Run
+from ragline.db.models import IN_PIPELINE, Chunk, Document, DocumentStatus, Run
 
-#: Statuses of a document still moving through the pipeline.
-IN_PIPELINE = ("pending", "chunking", "embedding")
-DOCUMENT_STATUSES = (*IN_PIPELINE, "ready", "failed", "deleted")
+DOCUMENT_STATUSES: tuple[str, ...] = tuple(DocumentStatus)
 
 
 @dataclass(frozen=True)

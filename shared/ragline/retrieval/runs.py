@@ -14,22 +14,22 @@ from sqlalchemy.orm import Session
 
 from ragline.core.errors import ConflictError, NotFoundError
 from ragline.db import pagination, tenancy
-from ragline.db.models import Run
+from ragline.db.models import Run, RunStatus
 
-Status = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+Status = RunStatus
 KIND_PATTERN = r"^[a-z0-9_-]{1,64}$"
 #: Kinds ragline records itself; an agent cannot create runs that pass for them.
 SYSTEM_KINDS = frozenset({"answer", "ingest", "retention"})
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 #: New status -> statuses a run may have to take it (None: no status change). Terminal runs
 #: are final: no transition, and no state or tool_log change either.
 ALLOWED_FROM: dict[str | None, tuple[str, ...]] = {
-    None: ("pending", "running"),
-    "pending": ("pending",),
-    "running": ("pending", "running"),
-    "succeeded": ("pending", "running"),
-    "failed": ("pending", "running"),
-    "cancelled": ("pending", "running"),
+    None: (RunStatus.PENDING, RunStatus.RUNNING),
+    RunStatus.PENDING: (RunStatus.PENDING,),
+    RunStatus.RUNNING: (RunStatus.PENDING, RunStatus.RUNNING),
+    RunStatus.SUCCEEDED: (RunStatus.PENDING, RunStatus.RUNNING),
+    RunStatus.FAILED: (RunStatus.PENDING, RunStatus.RUNNING),
+    RunStatus.CANCELLED: (RunStatus.PENDING, RunStatus.RUNNING),
 }
 MAX_LOG_ENTRIES = 100
 
@@ -42,7 +42,7 @@ class NewRun(BaseModel):
     kind: str = Field(pattern=KIND_PATTERN)
     input: dict[str, Any] = Field(default_factory=dict)
     state: dict[str, Any] = Field(default_factory=dict)
-    status: Literal["pending", "running"] = "pending"
+    status: Literal[RunStatus.PENDING, RunStatus.RUNNING] = RunStatus.PENDING
     parent_run_id: uuid.UUID | None = None
     scenario_label: str | None = Field(default=None, max_length=200)
 
@@ -125,7 +125,7 @@ def create(session: Session, new: NewRun) -> Run:
             state=new.state,
             parent_run_id=new.parent_run_id,
             scenario_label=new.scenario_label,
-            started_at=sa.func.now() if new.status == "running" else None,
+            started_at=sa.func.now() if new.status == RunStatus.RUNNING else None,
         ),
     )
     session.flush()
@@ -149,7 +149,7 @@ def patch(session: Session, run_id: uuid.UUID, change: RunPatch) -> Run:
         values["error"] = change.error
     if change.status is not None:
         values["status"] = change.status
-        if change.status != "pending":
+        if change.status != RunStatus.PENDING:
             values["started_at"] = sa.func.coalesce(Run.started_at, sa.func.now())
         if change.status in TERMINAL:
             values["finished_at"] = sa.func.coalesce(Run.finished_at, sa.func.now())

@@ -57,7 +57,7 @@ variable "region" {
 }
 
 variable "stage" {
-  description = "Pipeline stage served by the queue (one of ragline.queues.STAGES)."
+  description = "Pipeline stage served by the queue (one of ragline.ingest.queues.STAGES)."
   type        = string
   nullable    = false
   validation {
