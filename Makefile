@@ -10,7 +10,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint fmt demo dev dev-stop bench package clean db-stop
+.PHONY: setup test test-fast lint fmt demo dev dev-stop bench package clean db-stop
 
 setup: $(STAMP) $(TASKS_STAMP) $(CHECKOV_STAMP)
 
@@ -50,6 +50,10 @@ fmt: setup
 
 test: setup
 	$(BIN)/python -m pytest --cov=ragline --cov-report=term:skip-covered $(PYTEST_ARGS)
+
+# The pure tests alone (seconds; no database, no processes). `make test` runs everything.
+test-fast: setup
+	$(BIN)/python -m pytest -m unit -q $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/ragline demo

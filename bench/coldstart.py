@@ -1,5 +1,6 @@
-"""Cold start of every function: process start → first response, and the import time of its
-`main.py`, against a bare functions-framework hello-world measured in the same run.
+"""Cold start of every function as packaged by `ragline package`: process start → first
+response, and the import time of its `main.py`, against a bare functions-framework
+hello-world measured in the same run.
 
 The first request is one the function answers without a database, so the number is the
 process + import + first-request cost, not a connection: `GET /` for `health` (liveness) and a
@@ -72,7 +73,7 @@ def first_response(
     started = time.perf_counter()
     proc = subprocess.Popen(
         cmd,
-        env=env,
+        env={**env, "PYTHONPATH": str(source.parent)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=source.parent,
@@ -104,7 +105,7 @@ def import_seconds(source: Path, env: dict[str, str]) -> float:
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(source.parent)],
-        env=env,
+        env={**env, "PYTHONPATH": str(source.parent)},
         capture_output=True,
         text=True,
         check=True,
@@ -164,7 +165,11 @@ def main() -> None:
     env.update(ISOLATED)
     env["RAGLINE_HOME"] = str(scratch / "home")
     targets: list[tuple[str, str, Path]] = [("hello-world", "hello", hello)]
-    targets += [(n, n, repo_root() / "functions" / n / "main.py") for n in names]
+    # What is deployed: the `ragline package` folders (vendored ragline without dev/testing/AWS).
+    from ragline.dev import packaging
+
+    built = packaging.build_packages(repo_root(), scratch / "packages", names)
+    targets += [(folder.name, folder.name, folder / "main.py") for folder in built]
     firsts: dict[str, list[float]] = {label: [] for label, _, _ in targets}
     statuses: dict[str, set[int]] = {label: set() for label, _, _ in targets}
     imports: dict[str, list[float]] = {label: [] for label, _, _ in targets}

@@ -110,3 +110,16 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     yield apply
     monkeypatch.undo()
     get_settings.cache_clear()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its folder: `unit` (pure: no database, no processes), `db` (the
+    test Postgres), `e2e` (the local stack). `make test-fast` runs the unit tests alone."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "unit" in parts:
+            item.add_marker(pytest.mark.unit)
+        elif "integration" in parts:
+            item.add_marker(pytest.mark.db)
+        elif "e2e" in parts:
+            item.add_marker(pytest.mark.e2e)

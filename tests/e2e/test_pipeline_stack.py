@@ -134,6 +134,10 @@ def test_killed_function_restarted_lets_pipeline_finish(stack: devstack.Stack) -
     while time.monotonic() < deadline and not any(chunk_ords(tenant.org_id, i) for i in ids):
         time.sleep(0.05)
     devstack.restart_function(stack, "embed", hard=True)
+    embedded_at_kill = sum(len(chunk_ords(tenant.org_id, i)) for i in ids)
+    expected_total = sum(expected_chunks(text) for _, text in docs)
+    # The crash must have interrupted work: some chunks embedded, some not yet.
+    assert 0 < embedded_at_kill < expected_total, (embedded_at_kill, expected_total)
     final = wait_ready(stack, tenant.key, ids)
     for (_, text), doc_id in zip(docs, ids, strict=True):
         n = expected_chunks(text)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from ragline.db import tenancy
 from ragline.db.models import Chunk, Document, Run
@@ -293,54 +295,36 @@ def test_answers_use_the_agent_rate_limit_bucket() -> None:
 
 
 class FakeChat:
-    """A local stand-in for an OpenAI-compatible /chat/completions endpoint."""
+    """An OpenAI-compatible /chat/completions endpoint on pytest-httpserver."""
 
-    def __init__(self) -> None:
+    def __init__(self, server: HTTPServer) -> None:
         self.requests: list[dict[str, Any]] = []
         self.reply: tuple[int, Any] = (200, {})
-        fake = self
+        self.server = server
+        server.expect_request(re.compile(".*"), method="POST").respond_with_handler(self._handle)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                fake.requests.append(
-                    {
-                        "path": self.path,
-                        "auth": self.headers.get("Authorization"),
-                        "body": json.loads(self.rfile.read(length)),
-                    }
-                )
-                status, body = fake.reply
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def _handle(self, request: Request) -> Response:
+        self.requests.append(
+            {
+                "path": request.path,
+                "auth": request.headers.get("Authorization"),
+                "body": json.loads(request.get_data()),
+            }
+        )
+        status, body = self.reply
+        return Response(json.dumps(body), status, content_type="application/json")
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return self.server.url_for("/v1")
 
     def answer_with(self, content: str) -> None:
         self.reply = (200, {"choices": [{"index": 0, "message": {"content": content}}]})
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
 
 @pytest.fixture()
-def fake_llm(configure: Callable[..., None]) -> Iterator[FakeChat]:
-    fake = FakeChat()
+def fake_llm(configure: Callable[..., None], httpserver: HTTPServer) -> Iterator[FakeChat]:
+    fake = FakeChat(httpserver)
     configure(
         queue_backend="inline",
         embedding_provider="hashing",
@@ -351,7 +335,6 @@ def fake_llm(configure: Callable[..., None]) -> Iterator[FakeChat]:
     )
     answers.reset_llms()
     yield fake
-    fake.close()
     answers.reset_llms()
 
 

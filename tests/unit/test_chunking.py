@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from itertools import pairwise
 
 import pytest
@@ -445,10 +444,7 @@ def test_any_unicode(text: str) -> None:
 def test_pydoc_topics() -> None:
     from pydoc_data.topics import topics
 
-    started = time.perf_counter()
     results = {name: split_document(text) for name, text in topics.items()}
-    elapsed = time.perf_counter() - started
-    assert elapsed < 2.0
 
     total_chars = sum(len(text) for text in topics.values())
     total_chunks = sum(len(chunks) for chunks in results.values())

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from ragline.core.config import Settings, get_settings
 from ragline.core.errors import ConfigurationError, EmbeddingError, TransientError
@@ -266,40 +268,21 @@ class FakeServer:
 
 
 @pytest.fixture
-def fake_server() -> Iterator[FakeServer]:
-    state = FakeServer(url="")
+def fake_server(httpserver: HTTPServer) -> FakeServer:
+    """pytest-httpserver answering every POST from the queued replies, else the default."""
+    state = FakeServer(url=httpserver.url_for("/").rstrip("/"))
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            body = json.loads(self.rfile.read(length))
-            state.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-            if state.replies:
-                status, reply = state.replies.pop(0)
-            else:
-                status, reply = 200, state.default(body)
-            data = json.dumps(reply).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if status == 429:
-                self.send_header("Retry-After", "3")
-            self.end_headers()
-            self.wfile.write(data)
+    def handle(request: Request) -> Response:
+        body = json.loads(request.get_data())
+        state.requests.append(
+            {"path": request.path, "headers": dict(request.headers), "body": body}
+        )
+        status, reply = state.replies.pop(0) if state.replies else (200, state.default(body))
+        headers = {"Retry-After": "3"} if status == 429 else {}
+        return Response(json.dumps(reply), status, headers, content_type="application/json")
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    httpserver.expect_request(re.compile(".*"), method="POST").respond_with_handler(handle)
+    return state
 
 
 def unnormalised(seed: int, dim: int) -> list[float]:

@@ -11,7 +11,6 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 import threading
@@ -28,6 +27,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session
 
+from ragline.cloud import http
 from ragline.cloud.gcp.vertex import VertexAuth, check_http_url
 from ragline.core.config import Settings, get_settings
 from ragline.core.errors import (
@@ -35,7 +35,6 @@ from ragline.core.errors import (
     EmbeddingError,
     NotFoundError,
     RaglineError,
-    TransientError,
     ValidationError,
 )
 from ragline.db import tenancy
@@ -68,7 +67,6 @@ RANK_DECAY = 0.2
 
 DEFAULT_MODELS = {"openai": "gpt-4o-mini", "vertex": "gemini-2.0-flash"}
 
-_HTTP_TIMEOUT_S = 60.0
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered passages you are given. "
     "Cite every statement with the number of its passage in square brackets, like [2]; "
@@ -284,30 +282,9 @@ class LLM(Protocol):
 
 
 def _post_json(url: str, body: dict[str, Any], headers: dict[str, str], provider: str) -> Any:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json", "Accept": "application/json", **headers},
+    return http.post_json(
+        url, body, headers, provider=provider, kind="LLM", permanent=GenerationError
     )
-    try:
-        with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S) as response:
-            raw: bytes = response.read()
-    except urllib.error.HTTPError as exc:
-        details = {"provider": provider, "status": exc.code}
-        message = f"{provider} LLM: HTTP {exc.code}"
-        if exc.code in (408, 429) or exc.code >= 500:
-            raise TransientError(message, details=details) from exc
-        raise GenerationError(message, details=details) from exc
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TransientError(
-            f"{provider} LLM: request failed: {reason}", details={"provider": provider}
-        ) from exc
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise GenerationError(f"{provider} LLM: reply is not JSON") from exc
 
 
 class OpenAIChat:
