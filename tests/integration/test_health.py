@@ -180,31 +180,6 @@ def test_head_revision_is_known_without_alembic() -> None:
     assert health.expected_head() == health.HEAD_REVISION
 
 
-def test_head_from_files_follows_the_chain(tmp_path: Path) -> None:
-    (tmp_path / "a.py").write_text('revision: str = "0001"\ndown_revision = None\n')
-    (tmp_path / "b.py").write_text("revision = '0002'\ndown_revision: str | None = '0001'\n")
-    from ragline.dev.migrate import head_from_files
-
-    assert head_from_files(tmp_path) == "0002"
-    (tmp_path / "c.py").write_text('revision = "0003"\ndown_revision = "0001"\n')
-    with pytest.raises(Exception, match="one migration head"):
-        head_from_files(tmp_path)
-
-
-@pytest.mark.parametrize(
-    ("version", "ok", "detail"),
-    [
-        ("0.8.0", True, "pgvector 0.8.0"),
-        ("0.10.1", True, "pgvector 0.10.1"),
-        ("0.7.4", True, "exact plans are used"),
-        (None, False, "not installed"),
-    ],
-)
-def test_vector_check(version: str | None, ok: bool, detail: str) -> None:
-    got_ok, got_detail = health.vector_check(version)
-    assert got_ok is ok and detail in got_detail
-
-
 def test_ready_reports_a_misconfigured_embedder(configure: Callable[..., None]) -> None:
     configure(queue_backend="inline", embedding_provider="openai", openai_api_key="")
     resp = client("health").get("/ready", headers=operator())

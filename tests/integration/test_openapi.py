@@ -134,9 +134,8 @@ def check() -> Checker:
 
 
 @pytest.fixture()
-def hashing(configure: Callable[..., None]) -> Callable[..., None]:
-    configure(queue_backend="inline", embedding_provider="hashing", llm_provider="none")
-    return configure
+def hashing(offline_pipeline: Callable[..., None]) -> Callable[..., None]:
+    return offline_pipeline
 
 
 @pytest.fixture()

@@ -27,11 +27,6 @@ def inline(configure: Callable[..., None]) -> None:
     configure(queue_backend="inline", embedding_provider="hashing", embed_batch_chunks="4")
 
 
-@pytest.fixture()
-def tenant() -> Tenant:
-    return make_tenant("acme")
-
-
 def ingest(tenant: Tenant, **body: Any) -> Any:
     return client("ingest").post("/", json=body, headers=tenant.headers)
 

@@ -42,11 +42,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-@pytest.fixture()
-def tenant() -> Tenant:
-    return make_tenant("acme")
-
-
 # --- seeding, as the owner (RLS does not apply) ---------------------------------------------
 
 
