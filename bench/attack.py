@@ -315,7 +315,12 @@ def attack(
 
     progress("pathological texts")
     pathological_docs: list[str] = []
-    texts = dict(list(PATHOLOGICAL.items())[:2]) if quick else PATHOLOGICAL
+    # Quick: two shapes at 1/8 of the size (the embedding, not the attack, takes the time).
+    texts = (
+        {name: text[: len(text) // 8] for name, text in list(PATHOLOGICAL.items())[:2]}
+        if quick
+        else PATHOLOGICAL
+    )
     for name, text in texts.items():
         status, body = send(
             f"pathological {name}",
@@ -375,7 +380,7 @@ def attack(
 
     progress("waiting for every document to finish")
     stuck: list[str] = []
-    deadline = time.monotonic() + (120 if quick else 300)
+    deadline = time.monotonic() + (240 if quick else 600)
     states: dict[str, str] = {}
     for org in orgs:
         for doc in org.doc_ids + (pathological_docs if org is a else []):

@@ -5,12 +5,13 @@ import functions_framework
 from flask import Request
 
 from ragline.api import Context, Reply, endpoint, json_body
-from ragline.retrieval import answer as answers
 
 
 @functions_framework.http
 @endpoint("answer", methods=("POST",), scopes={"POST": "read"}, bucket="agent")
 def answer(req: Request, ctx: Context) -> Reply:
+    from ragline.retrieval import answer as answers
+
     result = answers.answer(ctx.session, json_body(req, answers.AnswerRequest))
     if result.error is None:
         return Reply(result.as_dict())

@@ -5,7 +5,6 @@ from flask import Request
 from werkzeug.routing import Rule
 
 from ragline.api import Context, Reply, endpoint, match_route, query_params, routes
-from ragline.ingest import documents as docs
 
 ROUTES = routes(
     Rule("/", endpoint="list", methods=["GET"]),
@@ -16,6 +15,8 @@ ROUTES = routes(
 @functions_framework.http
 @endpoint("documents", methods=("GET", "DELETE"))
 def documents(req: Request, ctx: Context) -> Reply:
+    from ragline.ingest import documents as docs
+
     route, args = match_route(req, ROUTES)
     if route == "list":
         found, cursor = docs.list_documents(ctx.session, query_params(req, docs.ListQuery))

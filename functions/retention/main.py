@@ -7,12 +7,13 @@ import functions_framework
 from flask import Request
 
 from ragline.api import Reply, optional_json_body, scheduled_endpoint
-from ragline.ops import retention as job
 
 
 @functions_framework.http
 @scheduled_endpoint("retention")
 def retention(req: Request) -> Reply:
+    from ragline.ops import retention as job
+
     body = optional_json_body(req, job.RetentionRequest)
     report = job.run_retention(dry_run=body.dry_run, org=body.org_id)
     return Reply({"report": report.to_dict()}, 200 if report.ok else 500)

@@ -14,7 +14,6 @@ from ragline.api import (
     query_params,
     routes,
 )
-from ragline.retrieval import runs as records
 
 ROUTES = routes(
     Rule("/", endpoint="collection", methods=["GET", "POST"]),
@@ -30,6 +29,8 @@ ROUTES = routes(
     scopes={"GET": "read", "POST": "write", "PATCH": "write"},
 )
 def runs(req: Request, ctx: Context) -> Reply:
+    from ragline.retrieval import runs as records
+
     route, args = match_route(req, ROUTES)
     if route == "collection" and req.method == "POST":
         run = records.create(ctx.session, json_body(req, records.NewRun))

@@ -4,11 +4,12 @@ import functions_framework
 from flask import Request
 
 from ragline.api import Context, Reply, endpoint, json_body
-from ragline.retrieval import search as retrieval
 
 
 @functions_framework.http
 @endpoint("search", methods=("POST",), scopes={"POST": "read"})
 def search(req: Request, ctx: Context) -> Reply:
+    from ragline.retrieval import search as retrieval
+
     result = retrieval.search(ctx.session, json_body(req, retrieval.SearchRequest))
     return Reply(result.as_dict())

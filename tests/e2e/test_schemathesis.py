@@ -154,7 +154,7 @@ def _seed_data(srv: Server) -> None:
 @pytest.fixture(scope="module")
 def server(database_url: str) -> Iterator[Server]:
     """Every documented function behind one port, with an inline queue and the hashing embedder."""
-    from ragline.api import replies, tasks
+    from ragline.core import logs
     from ragline.ingest import pipeline
     from ragline.ops import health
 
@@ -170,7 +170,7 @@ def server(database_url: str) -> Iterator[Server]:
             if severity in ("ERROR", "CRITICAL"):
                 print(json.dumps({"severity": severity, "message": message, **fields}, default=str))
 
-        for module in (replies, tasks, pipeline, health):
+        for module in (logs, pipeline, health):
             mp.setattr(module, "log", errors_only)
         apps = {}
         for name in MOUNTED:

@@ -7,18 +7,20 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pydantic
 from flask import Request, Response
 from werkzeug import exceptions as wz_exc
 
 from ragline.api.replies import Reply, error_body, respond
 from ragline.core import errors
-from ragline.core.config import get_settings
-from ragline.ingest.documents import NewDocument
 
-T = TypeVar("T", bound=pydantic.BaseModel)
+if TYPE_CHECKING:  # pydantic and the domain model load with the first request, not at import
+    import pydantic
+
+    from ragline.ingest.documents import NewDocument
+
+T = TypeVar("T", bound="pydantic.BaseModel")
 
 MAX_JSON_DEPTH = 32
 
@@ -84,6 +86,8 @@ def body_limit_middleware(app: Any) -> Any:
     buffered."""
 
     def middleware(environ: dict[str, Any], start_response: Any) -> Any:
+        from ragline.core.config import get_settings
+
         limit = get_settings().max_body_bytes
         declared = environ.get("CONTENT_LENGTH") or ""
         refusal: tuple[str, str, str] | None = None
@@ -161,6 +165,8 @@ def _framework_error(exc: wz_exc.HTTPException) -> Response:
 
 def read_body(req: Request, limit: int | None = None) -> bytes:
     """The raw body, refusing more than `limit` bytes (MAX_BODY_BYTES) before reading it all."""
+    from ragline.core.config import get_settings
+
     cached = req.environ.get(_BODY_KEY)
     if isinstance(cached, bytes):
         return cached
@@ -245,6 +251,8 @@ def _validation_error(exc: pydantic.ValidationError) -> errors.ValidationError:
 def validate(model: type[T], value: Any) -> T:
     """Validate decoded values in lax mode (query parameters are strings: `?limit=5` is 5);
     field errors become 422 with their locations and types."""
+    import pydantic
+
     try:
         return model.model_validate(value)
     except pydantic.ValidationError as exc:
@@ -255,6 +263,8 @@ def validate_json(model: type[T], raw: bytes) -> T:
     """Check a raw JSON body (`parse_json`), then validate it in strict JSON mode: a number
     must be a number and a boolean a boolean (`"top_k": "5"` or `true` is a 422), while
     JSON's strings still become UUIDs and timestamps."""
+    import pydantic
+
     parse_json(raw)
     try:
         return model.model_validate_json(raw, strict=True)
@@ -302,6 +312,8 @@ TEXT_TYPES = ("text/plain", "text/markdown")
 
 def ingest_body(req: Request) -> NewDocument:
     """JSON `{title, text, kind?, metadata?, source_uri?}` or a text body with `?title=`."""
+    from ragline.ingest.documents import NewDocument
+
     ctype = (req.mimetype or "").lower()
     raw = read_body(req)
     if ctype == "application/json":

@@ -13,10 +13,9 @@ import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Request, Response
-from sqlalchemy.orm import Session
 
 from ragline.api.body import (
     install_body_limit,
@@ -30,12 +29,12 @@ from ragline.api.replies import (
 )
 from ragline.api.tasks import verify_queue_or_scheduler
 from ragline.core import errors
-from ragline.core.config import get_settings
-from ragline.core.logs import add_context, bind_context, trace_field
-from ragline.db import tenancy
-from ragline.db.engine import get_engine
-from ragline.guardrails import apikeys, idempotency, ratelimit
-from ragline.guardrails.apikeys import Principal
+
+if TYPE_CHECKING:  # imported where used: a cold start loads none of them before a request
+    from sqlalchemy.orm import Session
+
+    from ragline.guardrails.apikeys import Principal
+    from ragline.guardrails.idempotency import Replay
 
 UNSAFE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
 
@@ -83,6 +82,9 @@ def _api_key(req: Request) -> str:
 
 
 def _trace(req: Request) -> dict[str, str]:
+    from ragline.core.config import get_settings
+    from ragline.core.logs import trace_field
+
     return trace_field(req.headers.get("X-Cloud-Trace-Context"), get_settings().gcp_project)
 
 
@@ -91,6 +93,8 @@ def is_operator(req: Request) -> bool:
     the scheduler's OIDC token in GCP; works while the database is down) or an API key with
     the `admin` scope. Never raises: for endpoints that answer everyone but tell operators
     more."""
+    from ragline.core.config import get_settings
+
     try:
         verify_queue_or_scheduler(
             req, "health", caller=get_settings().scheduler_caller_service_account
@@ -107,6 +111,11 @@ def is_operator(req: Request) -> bool:
 
 
 def _authenticate(req: Request) -> Principal:
+    from sqlalchemy.orm import Session
+
+    from ragline.db.engine import get_engine
+    from ragline.guardrails import apikeys
+
     with Session(get_engine()) as session:
         return apikeys.authenticate(session, _api_key(req))
 
@@ -123,11 +132,15 @@ def _canonical_query(req: Request) -> str:
 class _Admission:
     rate_headers: dict[str, str]
     idempotency_key: str | None
-    replay: idempotency.Replay | None
+    replay: Replay | None
 
 
 def _admit(req: Request, function: str, principal: Principal, bucket: str) -> _Admission:
     """One short transaction: coalesced last-used stamp, rate limit, idempotency claim."""
+    from ragline.core.config import get_settings
+    from ragline.db import tenancy
+    from ragline.guardrails import apikeys, idempotency, ratelimit
+
     settings = get_settings()
     key = None
     if req.method in UNSAFE_METHODS:
@@ -161,6 +174,9 @@ def _admit(req: Request, function: str, principal: Principal, bucket: str) -> _A
 
 def _finish_idempotency(principal: Principal, function: str, key: str, reply: Reply | None) -> None:
     """Store the reply for replay, or release the claim when the request failed."""
+    from ragline.db import tenancy
+    from ragline.guardrails import idempotency
+
     with tenancy.tenant_session(principal.org_id) as session:
         if reply is not None and reply.status < 500:
             idempotency.complete(session, function, key, reply.status, reply.body, reply.headers)
@@ -180,6 +196,8 @@ def _run(
     admission: _Admission,
 ) -> Reply:
     """The handler in its tenant transaction, then after-commit hooks; settles idempotency."""
+    from ragline.db import tenancy
+
     reply: Reply | None = None
     hooks: list[Callable[[], None]] = []
     try:
@@ -210,6 +228,8 @@ def endpoint(
 
     def decorate(handler: Handler) -> Callable[[Request], Response]:
         def wrapped(req: Request) -> Response:
+            from ragline.core.logs import add_context, bind_context
+
             started = time.monotonic()
             request_id = uuid.uuid4().hex
             bind_context(request_id=request_id, function=function, **_trace(req))
@@ -262,6 +282,8 @@ def plain_endpoint(
 
     def decorate(handler: PlainHandler) -> Callable[[Request], Response]:
         def wrapped(req: Request) -> Response:
+            from ragline.core.logs import bind_context
+
             started = time.monotonic()
             request_id = uuid.uuid4().hex
             bind_context(request_id=request_id, function=function, **_trace(req))
@@ -288,6 +310,8 @@ def scheduled_endpoint(function: str) -> Callable[[PlainHandler], Callable[[Requ
     TASK_AUTH=secret, a holder of TASK_SECRET may call; the audience is FUNCTION_URLS[function]."""
 
     def verify(req: Request) -> None:
+        from ragline.core.config import get_settings
+
         caller = get_settings().scheduler_caller_service_account
         verify_queue_or_scheduler(req, function, caller=caller)
 

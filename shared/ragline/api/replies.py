@@ -13,9 +13,6 @@ from flask import Request, Response
 from werkzeug import exceptions as wz_exc
 
 from ragline.core import errors
-from ragline.core.config import get_settings
-from ragline.core.logs import log, trace_field
-from ragline.db.engine import is_unavailable
 
 #: Exception class -> HTTP status, looked up along the MRO (most specific first).
 STATUS_BY_ERROR: dict[type[BaseException], int] = {
@@ -73,6 +70,9 @@ def reply_for_error(
     """The one exception → reply mapping of every entry point (API, task, scheduled, plain):
     ragline errors by class, an unreachable database as 503 `database_unavailable`, anything
     else as a 500 that carries only the request id (the stack goes to the log)."""
+    from ragline.core.logs import log
+    from ragline.db.engine import is_unavailable
+
     if isinstance(exc, errors.RaglineError):
         status = status_for(exc)
         details = exc.details
@@ -132,6 +132,9 @@ def log_request(
     **extra: Any,
 ) -> None:
     """The one structured log line of an HTTP request (no payloads, no secrets)."""
+    from ragline.core.config import get_settings
+    from ragline.core.logs import log, trace_field
+
     log(
         "WARNING" if reply.status >= 500 else "INFO",
         f"{req.method} {function} {reply.status}",

@@ -21,8 +21,6 @@ from ragline.api.replies import (
     respond,
 )
 from ragline.core import errors
-from ragline.core.config import get_settings
-from ragline.core.logs import add_context, bind_context, log
 
 _JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
 
@@ -33,6 +31,8 @@ def verify_queue_or_scheduler(req: Request, audience_key: str, *, caller: str | 
 
     The token audience is `FUNCTION_URLS[audience_key]` (else the request's base URL);
     `caller`, when set, is the only service account whose tokens are accepted."""
+    from ragline.core.config import get_settings
+
     settings = get_settings()
     if settings.task_auth == "none":
         if settings.environment in ("gcp", "aws"):
@@ -73,16 +73,20 @@ def verify_queue_or_scheduler(req: Request, audience_key: str, *, caller: str | 
 
 def _verify_task_caller(req: Request, stage: str) -> None:
     """Only the stage's queue may call a task endpoint."""
+    from ragline.core.config import get_settings
+
     verify_queue_or_scheduler(req, stage, caller=get_settings().task_caller_service_account)
 
 
 def task_endpoint(stage: str) -> Callable[[Request], Response]:
     """The HTTP face of a pipeline stage: verify the caller, run the stage, 200 or 503."""
-    from ragline.ingest import pipeline
-
     install_body_limit()
 
     def wrapped(req: Request) -> Response:
+        from ragline.core.config import get_settings
+        from ragline.core.logs import add_context, bind_context, log
+        from ragline.ingest import pipeline
+
         started = time.monotonic()
         request_id = req.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
         bind_context(request_id=request_id, function=stage, stage=stage)

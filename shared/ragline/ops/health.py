@@ -59,11 +59,6 @@ class Readiness:
         return {"status": "ok" if self.ok else "unavailable", "checks": checks}
 
 
-def liveness() -> dict[str, str]:
-    """The process answers: no dependency is called."""
-    return {"status": "ok"}
-
-
 # --- schema revision ---------------------------------------------------------------------------
 
 
