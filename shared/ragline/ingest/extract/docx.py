@@ -1,0 +1,136 @@
+"""DOCX with python-docx (MIT; lxml underneath, entities not resolved): paragraphs and tables
+in document order, `Heading N` styles as `#` lines, the title from the core properties.
+
+Before python-docx sees the file, the zip directory is checked: member count, each member's
+declared size and compression ratio, the total, and the size of each XML part (parsed into a
+tree in memory). Python's zipfile never returns more than a member's declared size (a member
+that inflates past it fails its CRC), so checking the declared sizes bounds what is read.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from typing import Any
+
+from ragline.ingest.extract._base import (
+    Deadline,
+    Extracted,
+    Format,
+    Limits,
+    MiB,
+    Reason,
+    TextBuilder,
+    clean,
+    clean_title,
+    escape_headings,
+    fail,
+    heading_line,
+)
+
+MAIN_PART = "word/document.xml"
+_HEADING_STYLE_RE = re.compile(r"heading\s*([1-9])", re.IGNORECASE)
+
+
+def check_zip(data: bytes, limits: Limits) -> None:
+    """Refuse archives that would unpack past the limits (zip bombs), or are not Word files."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
+        raise fail(Reason.CORRUPT, f"the DOCX is not a readable zip archive: {exc}") from exc
+    if len(infos) > limits.max_zip_members:
+        raise fail(
+            Reason.TOO_LARGE,
+            f"the DOCX has {len(infos)} members; the limit is {limits.max_zip_members}",
+        )
+    total = 0
+    for info in infos:
+        total += info.file_size
+        is_xml = info.filename.endswith((".xml", ".rels"))
+        if (
+            info.file_size > MiB
+            and info.file_size > limits.max_compression_ratio * max(info.compress_size, 1)
+        ) or (is_xml and info.file_size > limits.max_xml_bytes):
+            raise fail(
+                Reason.TOO_LARGE,
+                f"the DOCX member {info.filename!r} unpacks to {info.file_size} bytes "
+                f"from {info.compress_size}: refused (zip bomb guard)",
+                member=info.filename,
+                unpacked_bytes=info.file_size,
+            )
+    if total > limits.max_unzipped_bytes:
+        raise fail(
+            Reason.TOO_LARGE,
+            f"the DOCX unpacks to {total} bytes; the limit is {limits.max_unzipped_bytes}",
+            unpacked_bytes=total,
+        )
+    if MAIN_PART not in {info.filename for info in infos}:
+        raise fail(Reason.TYPE_MISMATCH, "the zip archive is not a Word document")
+
+
+def _heading_level(paragraph: Any) -> int | None:
+    try:
+        name = paragraph.style.name if paragraph.style is not None else ""
+    except (KeyError, AttributeError, ValueError):
+        return None
+    match = _HEADING_STYLE_RE.fullmatch(name or "")
+    return int(match.group(1)) if match else None
+
+
+def _is_list_item(paragraph: Any) -> bool:
+    properties = paragraph._p.pPr
+    return properties is not None and properties.numPr is not None
+
+
+def _table_lines(table: Any) -> str:
+    lines: list[str] = []
+    for row in table.rows:
+        cells: list[str] = []
+        for cell in row.cells:
+            text = " ".join(cell.text.split())
+            if not cells or cells[-1] != text:  # a merged cell repeats in each grid column
+                cells.append(text)
+        if any(cells):
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def extract_docx(data: bytes, limits: Limits, deadline: Deadline) -> Extracted:
+    check_zip(data, limits)
+    import docx
+    from docx.table import Table
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except ValueError as exc:  # python-docx: "file ... is not a Word file, content type is ..."
+        raise fail(Reason.TYPE_MISMATCH, f"the zip archive is not a Word document: {exc}") from exc
+    except Exception as exc:  # KeyError, lxml syntax errors, BadZipFile (CRC) ...
+        raise fail(Reason.CORRUPT, f"the DOCX cannot be read: {exc}") from exc
+    deadline.check("parsed")
+    builder = TextBuilder(limits.max_chars)
+    for number, block in enumerate(document.iter_inner_content()):
+        if number % 256 == 0:
+            deadline.check(f"block {number}")
+        if isinstance(block, Table):
+            text = _table_lines(block)
+        else:
+            text = clean(block.text).strip()
+            level = _heading_level(block) if text else None
+            if level is not None:
+                text = heading_line(level, text)
+            elif text:
+                text = escape_headings(text)
+                if _is_list_item(block):
+                    text = "- " + text
+        if text:
+            builder.add(text)
+    text = builder.text()
+    if not text.strip():
+        raise fail(Reason.NO_TEXT, "the DOCX has no text")
+    try:
+        title = clean_title(document.core_properties.title)
+    except Exception:  # core properties are optional and often malformed
+        title = None
+    return Extracted(text=text, format=Format.DOCX, title=title)
