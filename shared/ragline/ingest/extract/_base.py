@@ -158,11 +158,16 @@ def escape_headings(text: str) -> str:
     return _HEADING_LIKE_RE.sub(" ", text)
 
 
+# Titles that tools write when the author gave none (ReportLab writes "untitled").
+_PLACEHOLDER_TITLES = frozenset({"untitled", "untitled document", "no title", "title"})
+
+
 def clean_title(title: object) -> str | None:
+    """One line, at most MAX_TITLE characters; None for nothing or a tool's placeholder."""
     if not isinstance(title, str):
         return None
     title = " ".join(title.replace("\x00", " ").split())[:MAX_TITLE].strip()
-    return title or None
+    return None if title.casefold() in _PLACEHOLDER_TITLES else title or None
 
 
 def heading_line(level: int, title: str) -> str:

@@ -3,15 +3,19 @@ in document order, `Heading N` styles as `#` lines, the title from the core prop
 
 Before python-docx sees the file, the zip directory is checked: member count, each member's
 declared size and compression ratio, the total, and the size of each XML part (parsed into a
-tree in memory). Python's zipfile never returns more than a member's declared size (a member
-that inflates past it fails its CRC), so checking the declared sizes bounds what is read.
+tree in memory). Declared sizes can lie, and Python's zipfile inflates a whole member in one
+call before cutting it to the declared size (a member claiming 1 000 bytes that inflates to
+256 MiB took 590 MB), so each member is then inflated here in 64 KiB steps and must end
+exactly at its declared size: what python-docx later reads is bounded by the checked sizes.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import struct
 import zipfile
+import zlib
 from typing import Any
 
 from ragline.ingest.extract._base import (
@@ -68,6 +72,53 @@ def check_zip(data: bytes, limits: Limits) -> None:
         )
     if MAIN_PART not in {info.filename for info in infos}:
         raise fail(Reason.TYPE_MISMATCH, "the zip archive is not a Word document")
+    for info in infos:
+        _check_member(data, info)
+
+
+_STEP = 64 * 1024
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... file name length, extra length
+
+
+def _check_member(data: bytes, info: zipfile.ZipInfo) -> None:
+    """Inflate one member in bounded steps; it must produce exactly its declared size."""
+    lie = fail(
+        Reason.CORRUPT,
+        f"the DOCX member {info.filename!r} does not match its declared size (zip bomb guard)",
+        member=info.filename,
+    )
+    if info.flag_bits & 0x1:
+        raise fail(Reason.ENCRYPTED, "the DOCX is encrypted")
+    header = info.header_offset
+    if header < 0 or header + _LOCAL_HEADER.size > len(data):
+        raise lie
+    signature, name_length, extra_length = _LOCAL_HEADER.unpack_from(data, header)
+    if signature != b"PK\x03\x04":
+        raise lie
+    start = header + _LOCAL_HEADER.size + name_length + extra_length
+    compressed = memoryview(data)[start : start + info.compress_size]
+    if info.compress_type == zipfile.ZIP_STORED:
+        if len(compressed) != info.file_size:
+            raise lie
+        return
+    if info.compress_type != zipfile.ZIP_DEFLATED:
+        raise fail(Reason.CORRUPT, f"the DOCX member {info.filename!r} uses another compression")
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    produced = 0
+    try:
+        for at in range(0, len(compressed), _STEP):
+            pending = bytes(compressed[at : at + _STEP])
+            while pending and not inflater.eof:
+                produced += len(inflater.decompress(pending, _STEP))
+                if produced > info.file_size:
+                    raise lie
+                pending = inflater.unconsumed_tail
+            if inflater.eof:
+                break
+    except zlib.error as exc:
+        raise fail(Reason.CORRUPT, f"the DOCX member {info.filename!r} is damaged") from exc
+    if not inflater.eof or produced != info.file_size:
+        raise lie
 
 
 def _heading_level(paragraph: Any) -> int | None:
@@ -80,8 +131,15 @@ def _heading_level(paragraph: Any) -> int | None:
 
 
 def _is_list_item(paragraph: Any) -> bool:
+    """Numbered directly, or by a list style ("List Bullet", "List Number 2", ...)."""
     properties = paragraph._p.pPr
-    return properties is not None and properties.numPr is not None
+    if properties is not None and properties.numPr is not None:
+        return True
+    try:
+        name = paragraph.style.name if paragraph.style is not None else ""
+    except (KeyError, AttributeError, ValueError):
+        return False
+    return bool(name) and str(name).startswith("List")
 
 
 def _table_lines(table: Any) -> str:
