@@ -121,25 +121,27 @@ def _check_member(data: bytes, info: zipfile.ZipInfo) -> None:
         raise lie
 
 
-def _heading_level(paragraph: Any) -> int | None:
-    try:
-        name = paragraph.style.name if paragraph.style is not None else ""
-    except (KeyError, AttributeError, ValueError):
-        return None
-    match = _HEADING_STYLE_RE.fullmatch(name or "")
+def _style_names(document: Any) -> dict[str, str]:
+    """Paragraph style id → name, read once (python-docx's `paragraph.style` scans every
+    style for each paragraph: 5.7 s for 3 000 paragraphs)."""
+    names: dict[str, str] = {}
+    for style in document.styles.element.style_lst:
+        if style.styleId and style.name_val:
+            names[style.styleId] = style.name_val
+    return names
+
+
+def _heading_level(style_name: str) -> int | None:
+    match = _HEADING_STYLE_RE.fullmatch(style_name)
     return int(match.group(1)) if match else None
 
 
-def _is_list_item(paragraph: Any) -> bool:
+def _is_list_item(paragraph: Any, style_name: str) -> bool:
     """Numbered directly, or by a list style ("List Bullet", "List Number 2", ...)."""
     properties = paragraph._p.pPr
     if properties is not None and properties.numPr is not None:
         return True
-    try:
-        name = paragraph.style.name if paragraph.style is not None else ""
-    except (KeyError, AttributeError, ValueError):
-        return False
-    return bool(name) and str(name).startswith("List")
+    return style_name.startswith("List")
 
 
 def _table_lines(table: Any) -> str:
@@ -167,6 +169,7 @@ def extract_docx(data: bytes, limits: Limits, deadline: Deadline) -> Extracted:
     except Exception as exc:  # KeyError, lxml syntax errors, BadZipFile (CRC) ...
         raise fail(Reason.CORRUPT, f"the DOCX cannot be read: {exc}") from exc
     deadline.check("parsed")
+    styles = _style_names(document)
     builder = TextBuilder(limits.max_chars)
     for number, block in enumerate(document.iter_inner_content()):
         if number % 256 == 0:
@@ -175,12 +178,13 @@ def extract_docx(data: bytes, limits: Limits, deadline: Deadline) -> Extracted:
             text = _table_lines(block)
         else:
             text = clean(block.text).strip()
-            level = _heading_level(block) if text else None
+            style = styles.get(block._p.style or "", "") if text else ""
+            level = _heading_level(style)
             if level is not None:
                 text = heading_line(level, text)
             elif text:
                 text = escape_headings(text)
-                if _is_list_item(block):
+                if _is_list_item(block, style):
                     text = "- " + text
         if text:
             builder.add(text)
