@@ -109,3 +109,17 @@ class TransientError(RaglineError):
     """A stage failed in a way worth retrying (the queue will redeliver)."""
 
     code = "transient"
+
+
+class ExtractionError(RaglineError):
+    """A file could not be turned into text (`ragline.ingest.extract`).
+
+    `reason` is a stable code (`empty`, `unsupported_type`, `type_mismatch`, `encrypted`,
+    `corrupt`, `no_text`, `too_large`, `timeout`; see docs/documents.md): the failure is
+    permanent for these bytes, so a pipeline stage records it and does not retry."""
+
+    code = "extraction_failed"
+
+    def __init__(self, reason: str, message: str, *, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.reason = reason

@@ -1,2 +1,3 @@
 """Test doubles, never packaged into a function and refused outside ENVIRONMENT=test: the
-hashing embedder (`hashing`) and fault injection for the end-to-end tests (`faults`)."""
+hashing embedder (`hashing`), fault injection for the end-to-end tests (`faults`) and
+generated sample files for the extraction tests and bench (`documents`)."""
