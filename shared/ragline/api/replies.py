@@ -70,9 +70,6 @@ def reply_for_error(
     """The one exception → reply mapping of every entry point (API, task, scheduled, plain):
     ragline errors by class, an unreachable database as 503 `database_unavailable`, anything
     else as a 500 that carries only the request id (the stack goes to the log)."""
-    from ragline.core.logs import log
-    from ragline.db.engine import is_unavailable
-
     if isinstance(exc, errors.RaglineError):
         status = status_for(exc)
         details = exc.details
@@ -92,6 +89,9 @@ def reply_for_error(
         # Content-Length is ClientDisconnected): the client's fault, never a 500.
         message = (exc.name or "bad request").lower()
         return Reply(error_body("malformed_request", message, request_id), 400)
+    from ragline.core.logs import log
+    from ragline.db.engine import is_unavailable
+
     if is_unavailable(exc):
         log(
             "ERROR",
