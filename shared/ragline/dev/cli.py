@@ -200,16 +200,24 @@ def demo() -> None:
 @app.command()
 def package(
     out: Annotated[str, typer.Option(help="output directory")] = "build/functions",
+    cloud: Annotated[str, typer.Option(help="gcp or aws: which adapters are carried")] = "gcp",
 ) -> None:
-    """Build one deployable source directory per function (what Terraform zips)."""
+    """Build one deployable source directory per function (what Terraform zips) and report
+    each one's size: its code (the vendored ragline, no dev/testing/other-cloud code) and
+    the whole folder (with the tokenizer for the embedding functions)."""
     from pathlib import Path
 
     from ragline.dev import packaging
     from ragline.dev.checkout import repo_root
 
-    built = packaging.build_packages(repo_root(), Path(out))
+    built = packaging.build_packages(repo_root(), Path(out), cloud=cloud)
     for path in built:
-        typer.echo(f"built {path}")
+        code = sum(f.stat().st_size for f in (path / "ragline").rglob("*.py"))
+        total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        typer.echo(
+            f"built {path}: ragline code {code / 1024:.0f} KiB, folder {total / 1024:.0f} KiB"
+        )
+    typer.echo("import time per function: .venv/bin/python bench/coldstart.py")
 
 
 dev_app = typer.Typer(help="The local stack (database, Cloud Tasks emulator, functions).")
