@@ -36,7 +36,7 @@ def test_the_attack_finds_no_5xx_no_leak_and_no_memory_blowup(stack: devstack.St
 
     report = attack.attack(stack.functions, make_org, stack.pids, quick=True)  # type: ignore[attr-defined]
     print(json.dumps(report, indent=1))
-    assert report["requests"] > 200
+    assert report["requests"] > 150  # ~170 attack requests, plus status polls
     assert report["five_xx"] == 0, report["five_xx_cases"]
     assert report["leaks"] == 0, report["leak_cases"]
     assert report["stuck_documents"] == []

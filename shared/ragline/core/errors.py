@@ -120,6 +120,6 @@ class ExtractionError(RaglineError):
 
     code = "extraction_failed"
 
-    def __init__(self, reason: str, message: str, *, details: Any = None) -> None:
-        super().__init__(message, details=details)
+    def __init__(self, reason: str, message: str = "", *, details: Any = None) -> None:
+        super().__init__(message or reason, details=details)
         self.reason = reason
