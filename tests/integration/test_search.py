@@ -112,7 +112,8 @@ def test_document_ids_filter_never_reaches_another_org(
     only_b = [ids_b["alpha"], ids_b["gamma"]]
     result = run(org_a, "widgets", mode, document_ids=only_b)
     assert result.hits == []
-    assert result.plan["candidates"] == 0
+    if mode != "text":  # text mode counts nothing: it only returns matches
+        assert result.plan["candidates"] == 0
 
 
 def test_other_embedding_models_are_never_mixed_in(hashing: None) -> None:
@@ -130,7 +131,8 @@ def test_other_embedding_models_are_never_mixed_in(hashing: None) -> None:
     for mode in MODES:
         result = run(org, "sailing boats keel rudder", mode)
         assert doc_ids(result) == {keep}, mode
-        assert result.plan["candidates"] == kept_chunks
+        if mode != "text":
+            assert result.plan["candidates"] == kept_chunks
 
 
 def test_text_mode_and_trigram_fallback_for_a_misspelled_word(hashing: None) -> None:

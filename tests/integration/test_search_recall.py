@@ -100,7 +100,7 @@ def test_recall_at_10_against_exact_search(loaded: Loaded, size: int) -> None:
         assert len(found) == TOP_K  # every org here has at least top_k chunks
         assert result.complete
         assert set(found) <= members  # never another org's chunk
-        expected = "exact" if size <= search.EXACT_MAX_ROWS else "hnsw"
+        expected = "exact" if size <= search.EXACT_MAX_ROWS else "hnsw"  # bounded count
         assert result.plan["vector"] == expected
         recalls.append(synthetic.recall(found, [corpus.chunk_ids[r] for r in best]))
     assert sum(recalls) / len(recalls) >= 0.98, recalls

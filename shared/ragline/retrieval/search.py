@@ -9,6 +9,7 @@ Custom plans are forced, so a driver's cached generic plan cannot silently switc
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,17 +17,19 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session
 
 from ragline.db import tenancy
-from ragline.db.models import Chunk, Document
 from ragline.retrieval.embeddings import Embedder, get_embedder
 
 Mode = Literal["hybrid", "vector", "text"]
 RRF_K = 60
-#: Candidate counts up to this use an exact scan (~20 ms at 10 000 rows on 2 cores).
-EXACT_MAX_ROWS = 20_000
+#: Candidate counts up to this use an exact scan (~1-2 ms at 1 000 rows on 2 cores, with the
+#: vectors stored inline: migration 0004); above it HNSW with iterative scans (issue 14).
+EXACT_MAX_ROWS = 2_000
+#: ef_search of the HNSW branch: 200 lost a whole query's top-10 on clustered data (issue 14).
+HNSW_EF_SEARCH = 400
+HNSW_MAX_SCAN_TUPLES = 200_000
 #: Each list feeds this many candidates into the fusion.
 FUSION_DEPTH = 50
 
@@ -97,120 +100,158 @@ class SearchResult:
         }
 
 
-def _conditions(session: Session, model_name: str, filters: Filters | None) -> list[Any]:
-    """WHERE clauses shared by both lists: this org, ready documents, this model, filters."""
+@dataclass(frozen=True)
+class _Where:
+    """The WHERE clause both lists share, as SQL text and bind parameters: this org, ready
+    documents, this model, the filters. The hot path is plain SQL text: building the same
+    statement with SQLAlchemy Core cost ~2 ms of Python per search (issue 14)."""
+
+    sql: str
+    params: dict[str, Any]
+    filtered: bool
+
+
+def _conditions(session: Session, model_name: str, filters: Filters | None) -> _Where:
     org = tenancy.current_org(session)
-    where: list[Any] = [
-        Chunk.org_id == org,
-        Document.org_id == org,
-        Document.status == "ready",
-        Chunk.embedding_model == model_name,
+    parts = [
+        "c.org_id = :org",
+        "d.org_id = :org",
+        "d.status = 'ready'",
+        "c.embedding_model = :model",
     ]
+    params: dict[str, Any] = {"org": org, "model": model_name}
+    filtered = False
     if filters:
         if filters.kind:
-            where.append(Document.kind == filters.kind)
+            parts.append("d.kind = :kind")
+            params["kind"] = filters.kind
+            filtered = True
         if filters.document_ids is not None:
-            where.append(Chunk.document_id.in_(filters.document_ids))
+            parts.append("c.document_id = ANY(CAST(:document_ids AS uuid[]))")
+            params["document_ids"] = [str(d) for d in filters.document_ids]
+            filtered = True
         if filters.metadata:
-            where.append(Document.metadata_.contains(filters.metadata))
-    return where
+            parts.append("d.metadata @> CAST(:metadata AS jsonb)")
+            params["metadata"] = json.dumps(filters.metadata)
+            filtered = True
+    return _Where(" AND ".join(parts), params, filtered)
 
 
-def _base(where: list[Any]) -> Any:
-    return (
-        sa.select(Chunk.id, Chunk.document_id, Document.title, Chunk.section_label, Chunk.text)
-        .join(Document, Document.id == Chunk.document_id)
-        .where(*where)
-    )
+_FROM = (
+    "SELECT c.id, c.document_id, d.title, c.section_label, c.text {extra} "
+    "FROM chunk c JOIN document d ON d.id = c.document_id WHERE {where}"
+)
 
 
 def _hit(row: Any) -> Hit:
     return Hit(row.id, row.document_id, row.title, row.section_label, row.text)
 
 
-def count_candidates(session: Session, where: list[Any]) -> int:
-    stmt = (
-        sa.select(sa.func.count())
-        .select_from(Chunk)
-        .join(Document, Document.id == Chunk.document_id)
-        .where(*where)
+def _bound_count_sql(where: _Where) -> str:
+    """The candidate count, counted only up to `EXACT_MAX_ROWS + 1`: enough to choose the
+    plan, never a scan of a large org. Unfiltered, an index-only scan of (org_id,
+    embedding_model) gives an upper bound (chunks of documents not yet ready included); with
+    filters, the rows that match them."""
+    if where.filtered:
+        inner = f"SELECT 1 FROM chunk c JOIN document d ON d.id = c.document_id WHERE {where.sql}"
+    else:
+        inner = "SELECT 1 FROM chunk c WHERE c.org_id = :org AND c.embedding_model = :model"
+    return f"SELECT count(*) AS n FROM ({inner} LIMIT :bound) b"
+
+
+def _exact_sql(where: str) -> str:
+    # `+ 0` makes the ORDER BY an expression the HNSW index cannot serve: exact scan.
+    extra = ", (c.embedding <=> CAST(:vector AS vector)) + 0 AS distance, 'exact' AS plan"
+    return _FROM.format(extra=extra, where=where) + " ORDER BY distance LIMIT :limit"
+
+
+def _vector_sql(where: _Where) -> str:
+    approx = (
+        _FROM.format(
+            extra=", c.embedding <=> CAST(:vector AS vector) AS distance, 'hnsw' AS plan",
+            where=f"{where.sql} AND (SELECT n FROM n) > :max_exact",
+        )
+        + " ORDER BY c.embedding <=> CAST(:vector AS vector) LIMIT :limit"
     )
-    return int(session.scalar(stmt) or 0)
+    exact = _exact_sql(f"{where.sql} AND (SELECT n FROM n) <= :max_exact")
+    # Only the chosen branch runs: the gate is a one-time filter on the counted CTE.
+    # relaxed_order may return rows slightly out of order: re-sort by true distance.
+    return (
+        f"WITH n AS MATERIALIZED ({_bound_count_sql(where)}) "
+        f"SELECT nearest.*, (SELECT n FROM n) AS candidates "
+        f"FROM (({exact}) UNION ALL ({approx})) nearest ORDER BY distance"
+    )
+
+
+def _vector_literal(vector: list[float]) -> str:
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 
 
 def vector_hits(
-    session: Session, vector: list[float], where: list[Any], limit: int, candidates: int
-) -> tuple[list[Hit], str]:
-    """Nearest chunks by cosine distance; exact for small candidate sets, HNSW otherwise."""
-    distance = Chunk.embedding.cosine_distance(vector)
-    if candidates <= EXACT_MAX_ROWS:
-        # `+ 0` makes the ORDER BY an expression the HNSW index cannot serve: exact scan.
-        inner = _base(where).add_columns((distance + 0).label("distance"))
-        stmt = inner.order_by(sa.text("distance")).limit(limit)
-        plan = "exact"
-    else:
-        ef = min(1000, max(200, limit * 4))
-        session.execute(sa.text(f"SET LOCAL hnsw.ef_search = {int(ef)}"))
-        session.execute(sa.text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-        session.execute(sa.text("SET LOCAL hnsw.max_scan_tuples = 200000"))
-        inner_q = (
-            (_base(where).add_columns(distance.label("distance")).order_by(distance).limit(limit))
-            .cte("nearest")
-            .prefix_with("MATERIALIZED")
-        )
-        # relaxed_order may return rows slightly out of order: re-sort by true distance.
-        stmt = sa.select(inner_q).order_by(inner_q.c.distance)
-        plan = "hnsw"
-    rows = session.execute(stmt).all()
+    session: Session, vector: list[float], where: _Where, limit: int
+) -> tuple[list[Hit], str, int]:
+    """Nearest chunks by cosine distance, in one statement: the bounded candidate count gates
+    an exact scan (up to `EXACT_MAX_ROWS`) or an HNSW iterative scan (above it).
+    Returns hits, plan and the (bounded) candidate count."""
+    params = {
+        **where.params,
+        "vector": _vector_literal(vector),
+        "limit": limit,
+        "bound": EXACT_MAX_ROWS + 1,
+        "max_exact": EXACT_MAX_ROWS,
+    }
+    rows = session.execute(sa.text(_vector_sql(where)), params).all()
+    if not rows:
+        return [], "exact", 0
+    plan, candidates = str(rows[0].plan), int(rows[0].candidates)
+    if plan == "hnsw" and len(rows) < limit:
+        # The graph walk gave up (max_scan_tuples) before finding `limit` rows of this
+        # selection: fall back to the exact scan, whatever it costs.
+        rows = session.execute(sa.text(_exact_sql(where.sql)), params).all()
+        plan = "exact-fallback"
     hits = []
     for row in rows:
         hit = _hit(row)
         hit.score = 1.0 - float(row.distance)
         hits.append(hit)
-    return hits, plan
+    return hits, plan, candidates
 
 
-def text_hits(session: Session, query: str, where: list[Any], limit: int) -> list[Hit]:
+_STRICT = "websearch_to_tsquery('english', :query)"
+_LOOSE = "CAST(replace(CAST(plainto_tsquery('english', :query) AS text), '&', '|') AS tsquery)"
+
+
+def text_hits(
+    session: Session, query: str, where: _Where, limit: int, *, strong_only: bool = False
+) -> list[Hit]:
     """Full-text matches ranked by ts_rank_cd; trigram similarity rescues short or misspelled
-    queries that full text misses."""
-    english: Any = sa.literal_column("'english'::regconfig")
-    # All terms first (web search syntax: quotes, OR, -word); then any term, so a question
-    # in plain language still finds the passages that share most of its words.
-    strict = sa.func.websearch_to_tsquery(english, query)
-    loose = sa.cast(
-        sa.func.replace(sa.cast(sa.func.plainto_tsquery(english, query), sa.Text), "&", "|"),
-        TSQUERY,
-    )
+    queries that full text misses. `strong_only`: only chunks matching every term."""
+    params = {**where.params, "query": query, "limit": limit}
     hits: list[Hit] = []
     seen: set[uuid.UUID] = set()
-    for tsq, weight in ((strict, 1.0), (loose, 0.5)):
+    # All terms first (web search syntax: quotes, OR, -word); then any term, so a question
+    # in plain language still finds the passages that share most of its words.
+    passes = ((_STRICT, 1.0),) if strong_only else ((_STRICT, 1.0), (_LOOSE, 0.5))
+    for tsq, weight in passes:
         if len(hits) >= limit:
             break
-        rank = sa.func.ts_rank_cd(Chunk.tsv, tsq)
-        stmt = (
-            _base(where)
-            .add_columns(rank.label("rank"))
-            .where(Chunk.tsv.op("@@")(tsq))
-            .order_by(rank.desc(), Chunk.id)
-            .limit(limit)
-        )
-        for row in session.execute(stmt).all():
+        extra = f", ts_rank_cd(c.tsv, {tsq}) AS rank"
+        stmt = _FROM.format(extra=extra, where=f"{where.sql} AND c.tsv @@ {tsq}")
+        stmt += " ORDER BY rank DESC, c.id LIMIT :limit"
+        for row in session.execute(sa.text(stmt), params).all():
             if row.id in seen or len(hits) >= limit:
                 continue
             seen.add(row.id)
             hit = _hit(row)
             hit.score = float(row.rank) * weight
             hits.append(hit)
-    if len(hits) < limit and len(query.split()) <= 3:
-        sim = sa.func.word_similarity(query, Chunk.text)
-        fuzzy = (
-            _base(where)
-            .add_columns(sim.label("sim"))
-            .where(sim > 0.5)
-            .order_by(sim.desc(), Chunk.id)
-            .limit(limit)
+    if len(hits) < limit and len(query.split()) <= 3 and not strong_only:
+        extra = ", word_similarity(:query, c.text) AS sim"
+        stmt = _FROM.format(
+            extra=extra, where=f"{where.sql} AND word_similarity(:query, c.text) > 0.5"
         )
-        for row in session.execute(fuzzy).all():
+        stmt += " ORDER BY sim DESC, c.id LIMIT :limit"
+        for row in session.execute(sa.text(stmt), params).all():
             if row.id not in seen and len(hits) < limit:
                 seen.add(row.id)
                 hit = _hit(row)
@@ -233,23 +274,37 @@ def fuse(vector: list[Hit], text: list[Hit], top_k: int) -> list[Hit]:
     return sorted(fused.values(), key=lambda h: (-h.score, str(h.chunk_id)))[:top_k]
 
 
+def _settings(session: Session, ef_search: int) -> None:
+    """All per-transaction settings in one round trip. Custom plans are forced so a driver's
+    cached generic plan never decides between the exact and the HNSW branch."""
+    values = {
+        "plan_cache_mode": "force_custom_plan",
+        "hnsw.iterative_scan": "relaxed_order",
+        "hnsw.ef_search": str(ef_search),
+        "hnsw.max_scan_tuples": str(HNSW_MAX_SCAN_TUPLES),
+        # The gated exact branch of a large org is planned (never run) as a parallel scan,
+        # and Postgres launches its workers anyway: ~10 ms per search (issue 14).
+        "max_parallel_workers_per_gather": "0",
+    }
+    calls = [sa.func.set_config(name, value, True) for name, value in values.items()]
+    session.execute(sa.select(*calls))
+
+
 def search(session: Session, req: SearchRequest, embedder: Embedder | None = None) -> SearchResult:
     """Run one search inside a tenant session (RLS active)."""
     started = time.monotonic()
     embedder = embedder or get_embedder()
-    # Never let a cached generic plan decide between exact and HNSW.
-    session.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
     where = _conditions(session, embedder.name, req.filters)
-    candidates = count_candidates(session, where)
     depth = req.top_k if req.mode != "hybrid" else max(req.top_k, FUSION_DEPTH)
-    plan: dict[str, Any] = {"candidates": candidates}
+    plan: dict[str, Any] = {}
     vec: list[Hit] = []
     txt: list[Hit] = []
-    if req.mode in ("vector", "hybrid") and candidates:
+    if req.mode in ("vector", "hybrid"):
         vector = embedder.embed([req.query], kind="query")[0]
-        vec, plan["vector"] = vector_hits(session, vector, where, depth, candidates)
-    if req.mode in ("text", "hybrid") and candidates:
-        txt = text_hits(session, req.query, where, depth)
+        _settings(session, min(1000, max(HNSW_EF_SEARCH, depth * 4)))
+        vec, plan["vector"], plan["candidates"] = vector_hits(session, vector, where, depth)
+    if req.mode in ("text", "hybrid"):
+        txt = text_hits(session, req.query, where, depth, strong_only=False)
     if req.mode == "vector":
         hits = vec[: req.top_k]
         for i, h in enumerate(hits, start=1):
@@ -260,10 +315,10 @@ def search(session: Session, req: SearchRequest, embedder: Embedder | None = Non
             h.text_rank = i
     else:
         hits = fuse(vec, txt, req.top_k)
-    # The guarantee: as many results as asked for, whenever the org has that many candidates
-    # (text mode returns only matching chunks, which is complete by definition).
-    want = min(req.top_k, candidates)
-    complete = len(hits) >= want if req.mode != "text" else True
-    if req.mode == "hybrid":
-        complete = len(vec) >= min(depth, candidates)
+    # The guarantee: as many results as asked for whenever the org has that many candidates.
+    # The exact plan returns every candidate up to the limit by construction; HNSW runs only
+    # above EXACT_MAX_ROWS (> any limit) and falls back to exact when it comes back short.
+    complete = True
+    if req.mode != "text" and plan.get("vector") == "hnsw":
+        complete = len(vec) >= depth
     return SearchResult(hits, complete, (time.monotonic() - started) * 1000, plan)
