@@ -170,6 +170,32 @@ def test_hybrid_fuses_both_lists_with_reciprocal_ranks(two_orgs: dict[str, Any])
     assert all(h.vector_rank and h.text_rank is None for h in vector.hits)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_rerank_reorders_with_the_configured_cross_encoder(
+    two_orgs: dict[str, Any], configure: Callable[..., None], tmp_path: Path, mode: search.Mode
+) -> None:
+    from ragline.retrieval.rerank import reset_rerankers
+
+    from ..unit.test_rerank import build_tiny_cross_encoder
+
+    org_a, ids_a = two_orgs["a"]
+    folder = build_tiny_cross_encoder(tmp_path, liked="gamma")
+    configure(rerank_provider="onnx", rerank_onnx_path=str(folder), rerank_model="tiny")
+    reset_rerankers()
+    try:
+        plain = run(org_a, "widgets", mode)
+        req = search.SearchRequest(query="widgets", mode=mode, rerank=True)
+        with tenancy.tenant_session(org_a) as session:
+            reranked = search.search(session, req)
+    finally:
+        reset_rerankers()
+    assert {h.chunk_id for h in reranked.hits} == {h.chunk_id for h in plain.hits}
+    assert reranked.hits[0].document_id == ids_a["gamma"]  # title and text say "gamma"
+    assert reranked.hits[0].score == 2.0
+    assert reranked.plan["rerank"] == "tiny"
+    assert not search.SearchRequest(query="x").rerank  # off unless asked for
+
+
 def mrr_at_10(
     org_id: uuid.UUID, titles: dict[str, uuid.UUID], questions: list[list[str]], mode: search.Mode
 ) -> float:

@@ -13,14 +13,18 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session
 
+from ragline.core.config import get_settings
 from ragline.db import tenancy
 from ragline.retrieval.embeddings import Embedder, get_embedder
+
+if TYPE_CHECKING:
+    from ragline.retrieval.rerank import Reranker
 
 Mode = Literal["hybrid", "vector", "text"]
 RRF_K = 60
@@ -49,6 +53,8 @@ class SearchRequest(BaseModel):
     top_k: int = Field(default=10, ge=1, le=100)
     mode: Mode = "hybrid"
     filters: Filters | None = None
+    #: Re-score the best `RERANK_DEPTH` candidates with the configured reranker (off by default).
+    rerank: bool = False
 
     @field_validator("query")
     @classmethod
@@ -260,18 +266,79 @@ def text_hits(
     return hits
 
 
-def fuse(vector: list[Hit], text: list[Hit], top_k: int) -> list[Hit]:
-    """Reciprocal rank fusion (k = 60) of the two ranked lists."""
+def _entry(fused: dict[uuid.UUID, Hit], hit: Hit) -> Hit:
+    return fused.setdefault(hit.chunk_id, Hit(**{**hit.__dict__, "score": 0.0}))
+
+
+def _ranked(fused: dict[uuid.UUID, Hit], top_k: int) -> list[Hit]:
+    return sorted(fused.values(), key=lambda h: (-h.score, str(h.chunk_id)))[:top_k]
+
+
+def fuse_rrf(
+    vector: list[Hit], text: list[Hit], top_k: int, *, text_weight: float = 1.0
+) -> list[Hit]:
+    """Reciprocal rank fusion (k = 60) of the two ranked lists, the text list weighted."""
     fused: dict[uuid.UUID, Hit] = {}
     for rank, hit in enumerate(vector, start=1):
-        entry = fused.setdefault(hit.chunk_id, Hit(**{**hit.__dict__, "score": 0.0}))
+        entry = _entry(fused, hit)
         entry.vector_rank = rank
         entry.score += 1.0 / (RRF_K + rank)
     for rank, hit in enumerate(text, start=1):
-        entry = fused.setdefault(hit.chunk_id, Hit(**{**hit.__dict__, "score": 0.0}))
+        entry = _entry(fused, hit)
         entry.text_rank = rank
-        entry.score += 1.0 / (RRF_K + rank)
-    return sorted(fused.values(), key=lambda h: (-h.score, str(h.chunk_id)))[:top_k]
+        entry.score += text_weight / (RRF_K + rank)
+    return _ranked(fused, top_k)
+
+
+def _min_max(hits: list[Hit]) -> dict[uuid.UUID, float]:
+    if not hits:
+        return {}
+    top, low = max(h.score for h in hits), min(h.score for h in hits)
+    span = top - low
+    return {h.chunk_id: (h.score - low) / span if span > 0 else 1.0 for h in hits}
+
+
+def fuse_convex(vector: list[Hit], text: list[Hit], top_k: int, *, alpha: float) -> list[Hit]:
+    """Score-aware fusion: alpha * min-max(cosine) + (1 - alpha) * min-max(text rank), each
+    normalised over its own list; a chunk missing from a list gets 0 from it."""
+    fused: dict[uuid.UUID, Hit] = {}
+    for weight, hits, field_name in (
+        (alpha, vector, "vector_rank"),
+        (1 - alpha, text, "text_rank"),
+    ):
+        norm = _min_max(hits)
+        for rank, hit in enumerate(hits, start=1):
+            entry = _entry(fused, hit)
+            setattr(entry, field_name, rank)
+            entry.score += weight * norm[hit.chunk_id]
+    return _ranked(fused, top_k)
+
+
+def fuse(vector: list[Hit], text: list[Hit], top_k: int) -> list[Hit]:
+    """The hybrid ranking (see `FUSION`)."""
+    return fuse_rrf(vector, text, top_k)
+
+
+def rerank(reranker: Reranker, query: str, hits: list[Hit]) -> list[Hit]:
+    """Hits re-ordered by the reranker's score of (query, title + section + text)."""
+    passages = [
+        "\n".join(part for part in (h.title, h.section_label, h.text) if part) for h in hits
+    ]
+    scores = reranker.score(query, passages)
+    for hit, value in zip(hits, scores, strict=True):
+        hit.score = float(value)
+    return sorted(hits, key=lambda h: -h.score)
+
+
+def describe() -> dict[str, Any]:
+    """The search's tunables, for benchmark records."""
+    return {
+        "exact_max_rows": EXACT_MAX_ROWS,
+        "hnsw_ef_search": HNSW_EF_SEARCH,
+        "fusion": "rrf",
+        "rrf_k": RRF_K,
+        "fusion_depth": FUSION_DEPTH,
+    }
 
 
 def _settings(session: Session, ef_search: int) -> None:
@@ -294,8 +361,16 @@ def search(session: Session, req: SearchRequest, embedder: Embedder | None = Non
     """Run one search inside a tenant session (RLS active)."""
     started = time.monotonic()
     embedder = embedder or get_embedder()
+    reranker = None
+    if req.rerank:
+        from ragline.retrieval.rerank import get_reranker
+
+        reranker = get_reranker()
     where = _conditions(session, embedder.name, req.filters)
-    depth = req.top_k if req.mode != "hybrid" else max(req.top_k, FUSION_DEPTH)
+    want = req.top_k
+    if reranker is not None:
+        want = max(want, get_settings().rerank_depth)
+    depth = want if req.mode != "hybrid" else max(want, FUSION_DEPTH)
     plan: dict[str, Any] = {}
     vec: list[Hit] = []
     txt: list[Hit] = []
@@ -306,15 +381,18 @@ def search(session: Session, req: SearchRequest, embedder: Embedder | None = Non
     if req.mode in ("text", "hybrid"):
         txt = text_hits(session, req.query, where, depth, strong_only=False)
     if req.mode == "vector":
-        hits = vec[: req.top_k]
+        hits = vec[:want]
         for i, h in enumerate(hits, start=1):
             h.vector_rank = i
     elif req.mode == "text":
-        hits = txt[: req.top_k]
+        hits = txt[:want]
         for i, h in enumerate(hits, start=1):
             h.text_rank = i
     else:
-        hits = fuse(vec, txt, req.top_k)
+        hits = fuse(vec, txt, want)
+    if reranker is not None and hits:
+        hits = rerank(reranker, req.query, hits)[: req.top_k]
+        plan["rerank"] = reranker.name
     # The guarantee: as many results as asked for whenever the org has that many candidates.
     # The exact plan returns every candidate up to the limit by construction; HNSW runs only
     # above EXACT_MAX_ROWS (> any limit) and falls back to exact when it comes back short.
