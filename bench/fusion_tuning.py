@@ -72,7 +72,7 @@ def candidates() -> dict[str, Callable[[dict[str, Any]], list[Any]]]:
         out[f"rrf w_text={w} (vector, full)"] = lambda x, w=w: search.fuse_rrf(
             x["vector"], x["full"], 50, text_weight=w
         )
-    for alpha in (0.9, 0.8, 0.7):
+    for alpha in (0.9, 0.8, 0.7, 0.6, 0.5):
         out[f"convex a={alpha} (vector, full)"] = lambda x, a=alpha: search.fuse_convex(
             x["vector"], x["full"], 50, alpha=a
         )

@@ -155,18 +155,25 @@ def test_text_mode_and_trigram_fallback_for_a_misspelled_word(hashing: None) -> 
     assert run(org, "exeption", "hybrid").hits[0].document_id == target
 
 
-def test_hybrid_fuses_both_lists_with_reciprocal_ranks(two_orgs: dict[str, Any]) -> None:
+def test_hybrid_fuses_cosine_and_all_terms_text_scores(two_orgs: dict[str, Any]) -> None:
     org_a, _ids = two_orgs["a"]
-    result = run(org_a, "the gamma crew fixes broken widgets", "hybrid")
+    query = "the gamma crew fixes broken widgets"
+    result = run(org_a, query, "hybrid")
+    vector = run(org_a, query, "vector", top_k=50)
     assert result.hits and result.complete
     assert any(h.vector_rank and h.text_rank for h in result.hits)
+    cosine = {h.chunk_id: h.score for h in vector.hits}
+    low, top = min(cosine.values()), max(cosine.values())
     for hit in result.hits:
         assert hit.vector_rank is not None or hit.text_rank is not None
-        expected = sum(1.0 / (search.RRF_K + r) for r in (hit.vector_rank, hit.text_rank) if r)
-        assert hit.score == pytest.approx(expected)
+        # Only the gamma chunk has every term: it alone is on the text list (score 1 there).
+        expected_text = 1.0 if hit.text_rank else 0.0
+        expected_vec = (cosine[hit.chunk_id] - low) / (top - low) if top > low else 1.0
+        w = search.HYBRID_VECTOR_WEIGHT
+        assert hit.score == pytest.approx(w * expected_vec + (1 - w) * expected_text)
         assert {"vector_rank", "text_rank"} & set(hit.as_dict())
+    assert sum(1 for h in result.hits if h.text_rank) == 1
     assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
-    vector = run(org_a, "the gamma crew fixes broken widgets", "vector")
     assert all(h.vector_rank and h.text_rank is None for h in vector.hits)
 
 

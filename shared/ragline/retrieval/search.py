@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 Mode = Literal["hybrid", "vector", "text"]
 RRF_K = 60
+#: Hybrid = HYBRID_VECTOR_WEIGHT * min-max(cosine) + the rest * min-max(ts_rank_cd) over the
+#: chunks matching *every* query term. Chosen on three labelled sets (pydoc, stdlib, man
+#: pages; bench/fusion_tuning.py): equal-weight RRF over the any-term list lost to vector
+#: alone on two of them (issue 14); 0.6-0.7 with the all-terms list beat vector on all three.
+HYBRID_VECTOR_WEIGHT = 0.7
 #: Candidate counts up to this use an exact scan (~1-2 ms at 1 000 rows on 2 cores, with the
 #: vectors stored inline: migration 0004); above it HNSW with iterative scans (issue 14).
 EXACT_MAX_ROWS = 2_000
@@ -231,7 +236,8 @@ def text_hits(
     session: Session, query: str, where: _Where, limit: int, *, strong_only: bool = False
 ) -> list[Hit]:
     """Full-text matches ranked by ts_rank_cd; trigram similarity rescues short or misspelled
-    queries that full text misses. `strong_only`: only chunks matching every term."""
+    queries that full text misses. `strong_only` (hybrid): no any-term fill, so only chunks
+    matching every term (or, for a short query, closely matching its words) come back."""
     params = {**where.params, "query": query, "limit": limit}
     hits: list[Hit] = []
     seen: set[uuid.UUID] = set()
@@ -251,7 +257,7 @@ def text_hits(
             hit = _hit(row)
             hit.score = float(row.rank) * weight
             hits.append(hit)
-    if len(hits) < limit and len(query.split()) <= 3 and not strong_only:
+    if len(hits) < limit and len(query.split()) <= 3 and not (strong_only and hits):
         extra = ", word_similarity(:query, c.text) AS sim"
         stmt = _FROM.format(
             extra=extra, where=f"{where.sql} AND word_similarity(:query, c.text) > 0.5"
@@ -315,8 +321,9 @@ def fuse_convex(vector: list[Hit], text: list[Hit], top_k: int, *, alpha: float)
 
 
 def fuse(vector: list[Hit], text: list[Hit], top_k: int) -> list[Hit]:
-    """The hybrid ranking (see `FUSION`)."""
-    return fuse_rrf(vector, text, top_k)
+    """The hybrid ranking: score-aware convex fusion, the vector list weighted
+    `HYBRID_VECTOR_WEIGHT`, the text list holding only chunks that match every term."""
+    return fuse_convex(vector, text, top_k, alpha=HYBRID_VECTOR_WEIGHT)
 
 
 def rerank(reranker: Reranker, query: str, hits: list[Hit]) -> list[Hit]:
@@ -335,8 +342,8 @@ def describe() -> dict[str, Any]:
     return {
         "exact_max_rows": EXACT_MAX_ROWS,
         "hnsw_ef_search": HNSW_EF_SEARCH,
-        "fusion": "rrf",
-        "rrf_k": RRF_K,
+        "fusion": "convex(min-max cosine, min-max ts_rank_cd of all-terms matches)",
+        "hybrid_vector_weight": HYBRID_VECTOR_WEIGHT,
         "fusion_depth": FUSION_DEPTH,
     }
 
@@ -379,7 +386,7 @@ def search(session: Session, req: SearchRequest, embedder: Embedder | None = Non
         _settings(session, min(1000, max(HNSW_EF_SEARCH, depth * 4)))
         vec, plan["vector"], plan["candidates"] = vector_hits(session, vector, where, depth)
     if req.mode in ("text", "hybrid"):
-        txt = text_hits(session, req.query, where, depth, strong_only=False)
+        txt = text_hits(session, req.query, where, depth, strong_only=req.mode == "hybrid")
     if req.mode == "vector":
         hits = vec[:want]
         for i, h in enumerate(hits, start=1):
