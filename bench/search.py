@@ -87,9 +87,9 @@ def _stats(
 ) -> dict[str, Any]:
     out: dict[str, Any] = summary_ms(latencies)
     if truth is not None:
-        out["recall@10"] = round(
-            statistics.fmean(recall(f, t) for f, t in zip(found, truth, strict=True)), 4
-        )
+        recalls = [recall(f, t) for f, t in zip(found, truth, strict=True)]
+        out["recall@10"] = round(statistics.fmean(recalls), 4)
+        out["recall_min"] = round(min(recalls), 4)
     out["hit@10"] = round(statistics.fmean(s in f for f, s in zip(found, sources, strict=True)), 4)
     out["rows"] = round(statistics.fmean(len(f) for f in found), 2)
     out.update(extra or {})
@@ -135,6 +135,108 @@ def run_library(
         sources,
         {"complete": round(complete / len(found), 4), "plans": dict(plans)},
     )
+
+
+# --------------------------------------------------------------------------- plain pgvector
+
+PLAIN_EF_SEARCH = 200
+
+
+def run_plain(
+    owner: Engine, org: OrgData, queries: Queries, truth: list[list[str]], warmup: int = 2
+) -> dict[str, Any]:
+    """The hand-tuned plain pgvector reference on the same table and queries: btree on
+    org_id, HNSW with `hnsw.iterative_scan = relaxed_order`, ef_search 200 (session
+    settings), the planner free to choose per query; one statement per query, no tenant
+    transaction, no RLS (owner), no join."""
+    stmt = sa.text(
+        "SELECT id FROM chunk WHERE org_id = :org "
+        "ORDER BY embedding <=> CAST(:vector AS vector) LIMIT :k"
+    )
+    latencies: list[float] = []
+    found: list[list[str]] = []
+    with owner.connect() as conn:
+        conn.execute(sa.text("SET hnsw.iterative_scan = relaxed_order"))
+        conn.execute(sa.text(f"SET hnsw.ef_search = {PLAIN_EF_SEARCH}"))
+        conn.commit()
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        for i in range(-warmup, len(queries.texts)):
+            vector = "[" + ",".join(repr(float(x)) for x in queries.vectors[max(i, 0)]) + "]"
+            started = time.perf_counter()
+            rows = conn.execute(stmt, {"org": org.org_id, "vector": vector, "k": TOP_K}).all()
+            elapsed = (time.perf_counter() - started) * 1000
+            if i >= 0:
+                latencies.append(elapsed)
+                found.append([str(r.id) for r in rows])
+    return _stats(latencies, found, truth, [t[0] for t in truth] if truth else [])
+
+
+def summary_row(entry: dict[str, Any]) -> dict[str, Any]:
+    """The figures issue 14 asks for, per org size."""
+    lib, plain = entry["ragline"], entry.get("plain", {})
+    peer = entry.get("peer", {}).get("vector_column", {})
+    row = {
+        "size": entry["size"],
+        "plan": ",".join(lib["vector"].get("plans", {})),
+        "ragline_p95_ms": lib["vector"]["p95_ms"],
+        "plain_p95_ms": plain.get("p95_ms"),
+        "ratio_p95": _ratio(lib["vector"]["p95_ms"], plain.get("p95_ms")),
+        "recall_mean": lib["vector"]["recall@10"],
+        "recall_min": lib["vector"]["recall_min"],
+        "plain_recall_mean": plain.get("recall@10"),
+        "plain_recall_min": plain.get("recall_min"),
+        "hybrid_p95_ms": lib["hybrid"]["p95_ms"],
+        "peer_p95_ms": peer.get("p95_ms"),
+        "peer_recall_mean": peer.get("recall@10"),
+    }
+    return row
+
+
+def print_summary(rows: list[dict[str, Any]]) -> None:
+    cols = [
+        ("size", "org chunks"),
+        ("plan", "plan"),
+        ("ragline_p95_ms", "ragline p95"),
+        ("plain_p95_ms", "plain p95"),
+        ("ratio_p95", "ratio"),
+        ("recall_mean", "recall mean"),
+        ("recall_min", "recall min"),
+        ("plain_recall_mean", "plain recall"),
+        ("plain_recall_min", "plain min"),
+        ("hybrid_p95_ms", "hybrid p95"),
+        ("peer_p95_ms", "peer p95"),
+    ]
+    cells = [[h for _, h in cols]] + [
+        ["-" if r[k] is None else str(r[k]) for k, _ in cols] for r in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    for row in cells:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)), file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- real vectors
+
+
+def use_real_vectors(corpus: Corpus, pool: dict[str, Any], seed: int) -> None:
+    """Replace the corpus' vectors and texts by real MiniLM chunks (bench/real_vectors.py):
+    each org draws distinct chunks from the pool (with replacement only when larger)."""
+    rng = np.random.default_rng(seed)
+    vectors = pool["vectors"]
+    for org in corpus.orgs:
+        rows = rng.choice(len(vectors), org.size, replace=org.size > len(vectors))
+        corpus.vectors[org.rows] = vectors[rows]
+        for i, r in enumerate(rows.tolist()):
+            corpus.texts[org.start + i] = pool["texts"][r]
+
+
+def real_queries(corpus: Corpus, org: OrgData, pool: dict[str, Any], count: int) -> Queries:
+    """`count` real questions (embedded as queries); the source is their nearest chunk."""
+    rng = np.random.default_rng([org.start, org.size])
+    picks = rng.choice(len(pool["queries"]), count, replace=False)
+    vectors = pool["query_vectors"][picks].astype(np.float32)
+    texts = [pool["queries"][int(i)] for i in picks]
+    nearest = [best[0] for best in exact_top_k(corpus, org, vectors, 1)]
+    return Queries(org, vectors, nearest, texts)
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -367,12 +469,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--scaling-totals", default="10000,100000")
     parser.add_argument("--scaling-org", type=int, default=1000, help="mid-size org (chunks)")
     parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument(
+        "--vectors",
+        choices=("synthetic", "real"),
+        default="synthetic",
+        help="real: MiniLM vectors of real text chunks and questions (bench/real_vectors.py)",
+    )
+    parser.add_argument("--real-pool", type=int, default=12_000, help="real chunks embedded")
     args = parser.parse_args(argv)
     exit_on_sigterm()
 
     from ragline.core.config import Settings, get_settings
     from ragline.db import engine as db
-    from ragline.retrieval.embeddings import HASHING_NAME
+    from ragline.testing.hashing import HASHING_NAME
 
     sizes = _sizes(args.sizes)
     # Labelled with the hashing provider's name so the HTTP function (EMBEDDING_PROVIDER=
@@ -383,13 +492,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with scratch_database() as url:
         say(f"generating {sum(sizes)} chunks in orgs of {sizes}")
         corpus = make_corpus(sizes, seed=args.seed, slug_prefix="bench", model=model)
+        pool: dict[str, Any] | None = None
+        if args.vectors == "real":
+            from real_vectors import load_pool
+
+            pool = load_pool(args.real_pool)
+            use_real_vectors(corpus, pool, args.seed)
         owner = sa.create_engine(url)
         say("loading (COPY, then HNSW + GIN builds)")
         load_timings = load(owner, corpus, progress=say)
         app = db.build_engine(Settings(database_url=url, db_pool_size=1))
         embedder = PlannedEmbedder(model)
         queries = {
-            o.slug: make_queries(corpus, o, args.queries, seed=args.seed + 1) for o in corpus.orgs
+            o.slug: (
+                real_queries(corpus, o, pool, args.queries)
+                if pool is not None
+                else make_queries(corpus, o, args.queries, seed=args.seed + 1)
+            )
+            for o in corpus.orgs
         }
         truth = {
             o.slug: [
@@ -410,6 +530,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 )
                 for mode in MODES
             }
+        plain: dict[str, Any] = {}
+        for org in corpus.orgs:
+            say(f"plain pgvector: org of {org.size}")
+            plain[org.slug] = run_plain(owner, org, queries[org.slug], truth[org.slug])
         http: dict[str, Any] = {}
         if not args.no_http:
             say("HTTP: search function under functions-framework")
@@ -435,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     orgs: list[dict[str, Any]] = []
     for org in corpus.orgs:
         lib = library[org.slug]
-        entry: dict[str, Any] = {"size": org.size, "ragline": lib}
+        entry: dict[str, Any] = {"size": org.size, "ragline": lib, "plain": plain[org.slug]}
         if http:
             entry["http"] = http[org.slug]
         if peer:
@@ -457,13 +581,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     "peer_column": p["vector_column"]["recall@10"],
                 },
             }
+        entry["summary"] = summary_row(entry)
         orgs.append(entry)
+    print_summary([o["summary"] for o in orgs])
     result: dict[str, Any] = {
         "data": {
             **corpus.describe(),
+            "vectors": (
+                "real MiniLM vectors of real text chunks; queries are real one-line "
+                "summaries (bench/real_vectors.py)"
+                if args.vectors == "real"
+                else corpus.describe()["vectors"]
+            ),
             "label_note": "chunks labelled with the hashing "
             "provider's model name so the HTTP function can search them",
         },
+        "vectors": args.vectors,
         "sizes": sizes,
         "queries_per_org": args.queries,
         "top_k": TOP_K,
@@ -477,6 +610,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "request → JSON reply (HTTP); the store's sync call (peer)",
             "http": "EMBEDDING_PROVIDER=hashing embeds the query text: text mode is "
             "comparable with the library, vector/hybrid over HTTP are latency only",
+            "plain": "hand-tuned plain pgvector on the same table and queries: SELECT id "
+            "FROM chunk WHERE org_id = $1 ORDER BY embedding <=> $2 LIMIT 10, btree on "
+            "org_id, hnsw.iterative_scan = relaxed_order, ef_search 200, planner free, "
+            "one autocommit statement per query as the owner (no RLS, no join); ratio_p95 = "
+            "ragline vector p95 / plain p95",
             "peer": "langchain-postgres PGVectorStore (v2) in bench/.venv-peer; json = org in "
             "its JSON metadata (quickstart), column = org as a metadata column; default "
             "hnsw.ef_search (40); hybrid = its RRF over 50 + 50 candidates",
