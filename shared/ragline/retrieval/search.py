@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from ragline.core.config import get_settings
 from ragline.db import tenancy
+from ragline.db.engine import SESSION_SETTINGS
 from ragline.retrieval.embeddings import Embedder, get_embedder
 
 if TYPE_CHECKING:
@@ -37,8 +38,8 @@ HYBRID_VECTOR_WEIGHT = 0.7
 #: vectors stored inline: migration 0004); above it HNSW with iterative scans (issue 14).
 EXACT_MAX_ROWS = 2_000
 #: ef_search of the HNSW branch: 200 lost a whole query's top-10 on clustered data (issue 14).
-HNSW_EF_SEARCH = 400
-HNSW_MAX_SCAN_TUPLES = 200_000
+#: Set for every connection by `db.engine.SESSION_SETTINGS`; a deeper search sets its own.
+HNSW_EF_SEARCH = int(SESSION_SETTINGS["hnsw.ef_search"])
 #: Each list feeds this many candidates into the fusion.
 FUSION_DEPTH = 50
 
@@ -189,7 +190,8 @@ def _vector_sql(where: _Where) -> str:
     # relaxed_order may return rows slightly out of order: re-sort by true distance.
     return (
         f"WITH n AS MATERIALIZED ({_bound_count_sql(where)}) "
-        f"SELECT nearest.*, (SELECT n FROM n) AS candidates "
+        "SELECT nearest.*, (SELECT n FROM n) AS candidates, "
+        "current_setting('hnsw.iterative_scan', true) AS iterative "
         f"FROM (({exact}) UNION ALL ({approx})) nearest ORDER BY distance"
     )
 
@@ -215,6 +217,10 @@ def vector_hits(
     if not rows:
         return [], "exact", 0
     plan, candidates = str(rows[0].plan), int(rows[0].candidates)
+    if plan == "hnsw" and rows[0].iterative != "relaxed_order":
+        # A connection without the session settings: set them here and search again.
+        _settings(session, HNSW_EF_SEARCH)
+        rows = session.execute(sa.text(_vector_sql(where)), params).all()
     if plan == "hnsw" and len(rows) < limit:
         # The graph walk gave up (max_scan_tuples) before finding `limit` rows of this
         # selection: fall back to the exact scan, whatever it costs.
@@ -349,17 +355,10 @@ def describe() -> dict[str, Any]:
 
 
 def _settings(session: Session, ef_search: int) -> None:
-    """All per-transaction settings in one round trip. Custom plans are forced so a driver's
-    cached generic plan never decides between the exact and the HNSW branch."""
-    values = {
-        "plan_cache_mode": "force_custom_plan",
-        "hnsw.iterative_scan": "relaxed_order",
-        "hnsw.ef_search": str(ef_search),
-        "hnsw.max_scan_tuples": str(HNSW_MAX_SCAN_TUPLES),
-        # The gated exact branch of a large org is planned (never run) as a parallel scan,
-        # and Postgres launches its workers anyway: ~10 ms per search (issue 14).
-        "max_parallel_workers_per_gather": "0",
-    }
+    """The connection's search settings (`SESSION_SETTINGS`) for this transaction only, in
+    one round trip: for a search deeper than the default ef_search allows, or a connection
+    that did not come from `db.engine.build_engine`."""
+    values = {**SESSION_SETTINGS, "hnsw.ef_search": str(ef_search)}
     calls = [sa.func.set_config(name, value, True) for name, value in values.items()]
     session.execute(sa.select(*calls))
 
@@ -383,7 +382,9 @@ def search(session: Session, req: SearchRequest, embedder: Embedder | None = Non
     txt: list[Hit] = []
     if req.mode in ("vector", "hybrid"):
         vector = embedder.embed([req.query], kind="query")[0]
-        _settings(session, min(1000, max(HNSW_EF_SEARCH, depth * 4)))
+        ef_search = min(1000, max(HNSW_EF_SEARCH, depth * 4))
+        if ef_search != HNSW_EF_SEARCH:
+            _settings(session, ef_search)
         vec, plan["vector"], plan["candidates"] = vector_hits(session, vector, where, depth)
     if req.mode in ("text", "hybrid"):
         txt = text_hits(session, req.query, where, depth, strong_only=req.mode == "hybrid")
