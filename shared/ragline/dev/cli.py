@@ -198,6 +198,9 @@ def eval_command(
         "vector,text,hybrid"
     ),
     json_out: Annotated[Path | None, typer.Option(help="also write the JSON here")] = None,
+    rerank: Annotated[
+        bool, typer.Option(help="rerank with RERANK_PROVIDER (modes reported as mode+rerank)")
+    ] = False,
 ) -> None:
     """Retrieval quality of search on labelled questions: MRR@10, recall@1/5/10, p50/p95."""
     import json
@@ -220,11 +223,15 @@ def eval_command(
     if org_id is None:
         _fail(f"no org {org or seeding.DEMO_ORG!r}")
     assert org_id is not None
-    reports = evaluate.evaluate(org_id, labelled, chosen)
+    reports = evaluate.evaluate(org_id, labelled, chosen, evaluate.library_searcher(rerank=rerank))
+    if rerank:
+        for report in reports:
+            report.mode += "+rerank"
     typer.echo(evaluate.table(reports))
     payload = {
         "questions_file": str(questions),
         "org": org or seeding.DEMO_ORG,
+        "rerank": rerank,
         "modes": [r.as_dict() for r in reports],
     }
     typer.echo(json.dumps(payload))

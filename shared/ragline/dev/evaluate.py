@@ -98,13 +98,14 @@ def score(
 Searcher = Callable[[uuid.UUID, str, str], list[tuple[str, str]]]
 
 
-def library_searcher(engine: Engine | None = None) -> Searcher:
-    """Search through the library; returns (document id, title) per chunk, best first."""
+def library_searcher(engine: Engine | None = None, *, rerank: bool = False) -> Searcher:
+    """Search through the library; returns (document id, title) per chunk, best first.
+    `rerank`: with the configured reranker (RERANK_PROVIDER)."""
     from ragline.db import tenancy
     from ragline.retrieval import search
 
     def run(org_id: uuid.UUID, query: str, mode: str) -> list[tuple[str, str]]:
-        req = search.SearchRequest(query=query, top_k=TOP_K, mode=mode)
+        req = search.SearchRequest(query=query, top_k=TOP_K, mode=mode, rerank=rerank)
         with tenancy.tenant_session(org_id, engine=engine) as session:
             result = search.search(session, req)
         return [(str(h.document_id), h.title) for h in result.hits]
