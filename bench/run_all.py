@@ -107,6 +107,25 @@ def search_tables(res: dict[str, Any]) -> list[str]:
             f"| {_f(pc.get('recall@10'))} | {_f(pc.get('p95_ms'), 1)} | {_f(ratio)} "
             f"| {_f(http.get('p50_ms'), 1)} | {_f(http.get('overhead_p50_ms'), 1)} |"
         )
+    summaries = [org["summary"] for org in res["orgs"] if "summary" in org]
+    if summaries:
+        out += [
+            "",
+            f"#### Against hand-tuned plain pgvector ({res.get('vectors', 'synthetic')} vectors, "
+            f"{res.get('table_rows', res['data']['rows']):,} rows in the table)",
+            "",
+            "| org chunks | plan | ragline p95 | plain p95 | ratio p95 | recall mean | recall min "
+            "| plain recall mean | plain recall min | hybrid p95 | peer p95 |",
+            "|" + "---|" * 11,
+        ]
+        for row in summaries:
+            out.append(
+                f"| {row['size']:,} | {row['plan']} | {_f(row['ragline_p95_ms'], 1)} "
+                f"| {_f(row['plain_p95_ms'], 1)} | {_f(row['ratio_p95'])} "
+                f"| {_f(row['recall_mean'])} | {_f(row['recall_min'])} "
+                f"| {_f(row['plain_recall_mean'])} | {_f(row['plain_recall_min'])} "
+                f"| {_f(row['hybrid_p95_ms'], 1)} | {_f(row['peer_p95_ms'], 1)} |"
+            )
     peer = res.get("peer")
     if peer:
         add = peer.get("add_embeddings") or {}

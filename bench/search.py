@@ -24,6 +24,7 @@ chunks in total (1 000 000 with `--scaling-totals`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -105,8 +106,11 @@ def run_library(
     mode: Mode,
     embedder: PlannedEmbedder,
     warmup: int = 2,
+    plain: PlainReference | None = None,
 ) -> dict[str, Any]:
-    """`search()` through a tenant session per query, as a function would call it."""
+    """`search()` through a tenant session per query, as a function would call it. With
+    `plain`, the reference query runs right after each search (same query, same moment, so
+    both see the same load on shared cores); its stats go under "plain"."""
     from ragline.db import tenancy
     from ragline.retrieval import search
 
@@ -128,13 +132,12 @@ def run_library(
         found.append([str(h.chunk_id) for h in result.hits])
         complete += result.complete
         plans[str(result.plan.get("vector", "-"))] += 1
-    return _stats(
-        latencies,
-        found,
-        truth if mode != "text" else None,
-        sources,
-        {"complete": round(complete / len(found), 4), "plans": dict(plans)},
-    )
+        if plain is not None:
+            plain.run(org, queries.vectors[j])
+    extra: dict[str, Any] = {"complete": round(complete / len(found), 4), "plans": dict(plans)}
+    if plain is not None:
+        extra["plain"] = _stats(plain.latencies, plain.found, truth, sources)
+    return _stats(latencies, found, truth if mode != "text" else None, sources, extra)
 
 
 # --------------------------------------------------------------------------- plain pgvector
@@ -142,33 +145,37 @@ def run_library(
 PLAIN_EF_SEARCH = 200
 
 
-def run_plain(
-    owner: Engine, org: OrgData, queries: Queries, truth: list[list[str]], warmup: int = 2
-) -> dict[str, Any]:
+class PlainReference:
     """The hand-tuned plain pgvector reference on the same table and queries: btree on
     org_id, HNSW with `hnsw.iterative_scan = relaxed_order`, ef_search 200 (session
-    settings), the planner free to choose per query; one statement per query, no tenant
-    transaction, no RLS (owner), no join."""
-    stmt = sa.text(
+    settings), the planner free to choose per query; one autocommit statement per query as
+    the owner (no tenant transaction, no RLS, no join)."""
+
+    STMT = sa.text(
         "SELECT id FROM chunk WHERE org_id = :org "
         "ORDER BY embedding <=> CAST(:vector AS vector) LIMIT :k"
     )
-    latencies: list[float] = []
-    found: list[list[str]] = []
-    with owner.connect() as conn:
-        conn.execute(sa.text("SET hnsw.iterative_scan = relaxed_order"))
-        conn.execute(sa.text(f"SET hnsw.ef_search = {PLAIN_EF_SEARCH}"))
-        conn.commit()
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        for i in range(-warmup, len(queries.texts)):
-            vector = "[" + ",".join(repr(float(x)) for x in queries.vectors[max(i, 0)]) + "]"
-            started = time.perf_counter()
-            rows = conn.execute(stmt, {"org": org.org_id, "vector": vector, "k": TOP_K}).all()
-            elapsed = (time.perf_counter() - started) * 1000
-            if i >= 0:
-                latencies.append(elapsed)
-                found.append([str(r.id) for r in rows])
-    return _stats(latencies, found, truth, [t[0] for t in truth] if truth else [])
+
+    def __init__(self, owner: Engine) -> None:
+        self._conn = owner.connect()
+        self._conn.execute(sa.text("SET hnsw.iterative_scan = relaxed_order"))
+        self._conn.execute(sa.text(f"SET hnsw.ef_search = {PLAIN_EF_SEARCH}"))
+        self._conn.commit()
+        self._auto = self._conn.execution_options(isolation_level="AUTOCOMMIT")
+        self.latencies: list[float] = []
+        self.found: list[list[str]] = []
+
+    def run(self, org: OrgData, vector: Any) -> None:
+        literal = "[" + ",".join(repr(float(x)) for x in vector) + "]"
+        started = time.perf_counter()
+        rows = self._auto.execute(
+            self.STMT, {"org": org.org_id, "vector": literal, "k": TOP_K}
+        ).all()
+        self.latencies.append((time.perf_counter() - started) * 1000)
+        self.found.append([str(r.id) for r in rows])
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def summary_row(entry: dict[str, Any]) -> dict[str, Any]:
@@ -289,7 +296,7 @@ def run_http(
         {
             "DATABASE_URL": url,
             "EMBEDDING_PROVIDER": "hashing",
-            "ENVIRONMENT": "local",
+            "ENVIRONMENT": "test",  # the hashing provider is a test double
             "RAGLINE_HOME": str(home),
             "PYTHONUNBUFFERED": "1",
         }
@@ -476,6 +483,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="real: MiniLM vectors of real text chunks and questions (bench/real_vectors.py)",
     )
     parser.add_argument("--real-pool", type=int, default=12_000, help="real chunks embedded")
+    parser.add_argument(
+        "--fill-to",
+        type=int,
+        default=0,
+        help="add unmeasured orgs of --fill-org chunks until the table holds this many",
+    )
+    parser.add_argument("--fill-org", type=int, default=100_000)
+    parser.add_argument("--maintenance-work-mem", default="1GB", help="for the index builds")
     args = parser.parse_args(argv)
     exit_on_sigterm()
 
@@ -491,7 +506,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     started = time.monotonic()
     with scratch_database() as url:
         say(f"generating {sum(sizes)} chunks in orgs of {sizes}")
-        corpus = make_corpus(sizes, seed=args.seed, slug_prefix="bench", model=model)
+        fill: list[int] = []
+        while sum(sizes) + sum(fill) < args.fill_to:
+            fill.append(min(args.fill_org, args.fill_to - sum(sizes) - sum(fill)))
+        if fill and not args.no_peer:
+            parser.error("--fill-to needs --no-peer (the peer would load the whole table too)")
+        full = make_corpus(sizes + fill, seed=args.seed, slug_prefix="bench", model=model)
+        # Only the orgs of --sizes are measured; fillers just make the table larger.
+        corpus = dataclasses.replace(full, orgs=full.orgs[: len(sizes)])
         pool: dict[str, Any] | None = None
         if args.vectors == "real":
             from real_vectors import load_pool
@@ -500,7 +522,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             use_real_vectors(corpus, pool, args.seed)
         owner = sa.create_engine(url)
         say("loading (COPY, then HNSW + GIN builds)")
-        load_timings = load(owner, corpus, progress=say)
+        load_timings = load(
+            owner, full, progress=say, maintenance_work_mem=args.maintenance_work_mem
+        )
         app = db.build_engine(Settings(database_url=url, db_pool_size=1))
         embedder = PlannedEmbedder(model)
         queries = {
@@ -522,18 +546,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             o.slug: [str(corpus.chunk_ids[r]) for r in queries[o.slug].sources] for o in corpus.orgs
         }
         library: dict[str, dict[str, Any]] = {}
+        plain: dict[str, Any] = {}
         for org in corpus.orgs:
-            say(f"library: org of {org.size}")
+            say(f"library and plain pgvector: org of {org.size}")
+            reference = PlainReference(owner)
             library[org.slug] = {
                 mode: run_library(
-                    app, org, queries[org.slug], truth[org.slug], sources[org.slug], mode, embedder
+                    app,
+                    org,
+                    queries[org.slug],
+                    truth[org.slug],
+                    sources[org.slug],
+                    mode,
+                    embedder,
+                    plain=reference if mode == "vector" else None,
                 )
                 for mode in MODES
             }
-        plain: dict[str, Any] = {}
-        for org in corpus.orgs:
-            say(f"plain pgvector: org of {org.size}")
-            plain[org.slug] = run_plain(owner, org, queries[org.slug], truth[org.slug])
+            reference.close()
+            plain[org.slug] = library[org.slug]["vector"].pop("plain")
         http: dict[str, Any] = {}
         if not args.no_http:
             say("HTTP: search function under functions-framework")
@@ -598,6 +629,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         },
         "vectors": args.vectors,
         "sizes": sizes,
+        "table_rows": len(full),
+        "filler_orgs": fill,
         "queries_per_org": args.queries,
         "top_k": TOP_K,
         "cpus": os.cpu_count(),
