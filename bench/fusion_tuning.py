@@ -79,6 +79,17 @@ def candidates() -> dict[str, Callable[[dict[str, Any]], list[Any]]]:
         out[f"convex a={alpha} (vector, strict)"] = lambda x, a=alpha: search.fuse_convex(
             x["vector"], x["strict"], 50, alpha=a
         )
+    for alpha in (0.8, 0.7, 0.6):
+        # Text scores only for chunks the vector list already holds (no text-only additions):
+        # what a large org can afford under RLS, where the GIN index is unusable.
+        out[f"convex a={alpha} (vector, strict within vector top 50)"] = lambda x, a=alpha: (
+            search.fuse_convex(
+                x["vector"],
+                [h for h in x["strict"] if h.chunk_id in {v.chunk_id for v in x["vector"]}],
+                50,
+                alpha=a,
+            )
+        )
     return out
 
 

@@ -285,6 +285,40 @@ def text_hits(
     return hits
 
 
+def text_scores(session: Session, query: str, candidates: list[Hit]) -> list[Hit]:
+    """The text list of a hybrid search: the vector candidates that match every query term,
+    ranked by ts_rank_cd (for a short query with no such match, those whose words closely
+    match it, by trigram word similarity, scored below any full-text match).
+
+    Only the vector candidates are scored: under row-level security Postgres cannot use the
+    GIN index for `@@` (ts_match_vq is not leakproof, so it may not run before the policy),
+    and a full-text pass is a scan of the whole org (~250 ms at 100 000 chunks). On the
+    labelled sets, text matches outside the vector top 50 never reached the fused top 10
+    (bench/fusion_tuning.py; issue 14)."""
+    if not candidates:
+        return []
+    stmt = _sql(
+        f"SELECT c.id, CASE WHEN c.tsv @@ {_STRICT} THEN ts_rank_cd(c.tsv, {_STRICT}) END AS rank,"
+        " word_similarity(:query, c.text) AS sim"
+        " FROM chunk c WHERE c.id = ANY(CAST(:ids AS uuid[]))"
+    )
+    ids = [str(h.chunk_id) for h in candidates]
+    scores = {row.id: row for row in session.execute(stmt, {"query": query, "ids": ids}).all()}
+    by_id = {h.chunk_id: h for h in candidates}
+    strict = [(float(r.rank), i) for i, r in scores.items() if r.rank is not None]
+    if strict:
+        ranked = strict
+    elif len(query.split()) <= 3:
+        ranked = [(float(r.sim) * 0.1, i) for i, r in scores.items() if r.sim > 0.5]
+    else:
+        ranked = []
+    out: list[Hit] = []
+    for score, chunk_id in sorted(ranked, key=lambda p: (-p[0], str(p[1]))):
+        hit = Hit(**{**by_id[chunk_id].__dict__, "score": score})
+        out.append(hit)
+    return out
+
+
 def _entry(fused: dict[uuid.UUID, Hit], hit: Hit) -> Hit:
     return fused.setdefault(hit.chunk_id, Hit(**{**hit.__dict__, "score": 0.0}))
 
@@ -393,8 +427,10 @@ def search(session: Session, req: SearchRequest, embedder: Embedder | None = Non
         if ef_search != HNSW_EF_SEARCH:
             _settings(session, ef_search)
         vec, plan["vector"], plan["candidates"] = vector_hits(session, vector, where, depth)
-    if req.mode in ("text", "hybrid"):
-        txt = text_hits(session, req.query, where, depth, strong_only=req.mode == "hybrid")
+    if req.mode == "text":
+        txt = text_hits(session, req.query, where, depth)
+    elif req.mode == "hybrid":
+        txt = text_scores(session, req.query, vec)
     if req.mode == "vector":
         hits = vec[:want]
         for i, h in enumerate(hits, start=1):
