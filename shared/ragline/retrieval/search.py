@@ -297,26 +297,33 @@ def text_scores(session: Session, query: str, candidates: list[Hit]) -> list[Hit
     (bench/fusion_tuning.py; issue 14)."""
     if not candidates:
         return []
-    stmt = _sql(
-        f"SELECT c.id, CASE WHEN c.tsv @@ {_STRICT} THEN ts_rank_cd(c.tsv, {_STRICT}) END AS rank,"
-        " word_similarity(:query, c.text) AS sim"
-        " FROM chunk c WHERE c.id = ANY(CAST(:ids AS uuid[]))"
-    )
     ids = [str(h.chunk_id) for h in candidates]
-    scores = {row.id: row for row in session.execute(stmt, {"query": query, "ids": ids}).all()}
+    params = {"query": query, "ids": ids}
+    ranked: list[tuple[float, Any]] = [
+        (float(row.rank), row.id)
+        for row in session.execute(_sql(_TEXT_SCORES), params).all()
+        if row.rank is not None
+    ]
+    if not ranked and len(query.split()) <= 3:
+        ranked = [
+            (float(row.sim) * 0.1, row.id)
+            for row in session.execute(_sql(_TRIGRAM_SCORES), params).all()
+        ]
     by_id = {h.chunk_id: h for h in candidates}
-    strict = [(float(r.rank), i) for i, r in scores.items() if r.rank is not None]
-    if strict:
-        ranked = strict
-    elif len(query.split()) <= 3:
-        ranked = [(float(r.sim) * 0.1, i) for i, r in scores.items() if r.sim > 0.5]
-    else:
-        ranked = []
-    out: list[Hit] = []
-    for score, chunk_id in sorted(ranked, key=lambda p: (-p[0], str(p[1]))):
-        hit = Hit(**{**by_id[chunk_id].__dict__, "score": score})
-        out.append(hit)
-    return out
+    return [
+        Hit(**{**by_id[chunk_id].__dict__, "score": score})
+        for score, chunk_id in sorted(ranked, key=lambda p: (-p[0], str(p[1])))
+    ]
+
+
+_TEXT_SCORES = (
+    f"SELECT c.id, ts_rank_cd(c.tsv, {_STRICT}) AS rank FROM chunk c "
+    f"WHERE c.id = ANY(CAST(:ids AS uuid[])) AND c.tsv @@ {_STRICT}"
+)
+_TRIGRAM_SCORES = (
+    "SELECT c.id, word_similarity(:query, c.text) AS sim FROM chunk c "
+    "WHERE c.id = ANY(CAST(:ids AS uuid[])) AND word_similarity(:query, c.text) > 0.5"
+)
 
 
 def _entry(fused: dict[uuid.UUID, Hit], hit: Hit) -> Hit:
