@@ -96,15 +96,19 @@ def test_recall_at_10_against_exact_search(loaded: Loaded, size: int) -> None:
     truth = synthetic.exact_top_k(corpus, org, queries.vectors, TOP_K)
     members = {str(corpus.chunk_ids[r]) for r in range(org.start, org.start + org.size)}
     recalls = []
+    plans: list[str] = []
     for vector, best in zip(queries.vectors, truth, strict=True):
         result = _search(loaded, org, vector)
         found = [str(h.chunk_id) for h in result.hits]
         assert len(found) == TOP_K  # every org here has at least top_k chunks
         assert result.complete
         assert set(found) <= members  # never another org's chunk
-        expected = "exact" if size <= search.EXACT_MAX_ROWS else "hnsw"  # bounded count
-        assert result.plan["vector"] == expected
+        plans.append(result.plan["vector"])
         recalls.append(synthetic.recall(found, [corpus.chunk_ids[r] for r in best]))
+    if size <= search.EXACT_MAX_ROWS:  # by the bounded count
+        assert set(plans) == {"exact"}
+    else:  # the miss check retries or falls back for a few queries at most
+        assert plans.count("hnsw") >= 0.8 * len(plans), plans
     # The guarantee of issue 14, per org-size bucket.
     assert sum(recalls) / len(recalls) >= 0.99, recalls
     assert min(recalls) >= 0.9, recalls

@@ -13,6 +13,7 @@ import functools
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -207,6 +208,39 @@ def _vector_literal(vector: list[float]) -> str:
     return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 
 
+#: Share of the table's pages sampled to check an HNSW result (`_missed`).
+CHECK_SAMPLE_PERCENT = 1.0
+#: ef_search of the second walk when the check finds a miss.
+HNSW_RETRY_EF_SEARCH = 1000
+_MISS_CHECK = (
+    "SELECT count(*) FROM (SELECT 1 FROM chunk c "
+    "TABLESAMPLE SYSTEM (:sample_percent) REPEATABLE (14) "
+    "WHERE c.org_id = :org AND c.embedding_model = :model "
+    "AND c.id <> ALL(CAST(:found AS uuid[])) "
+    "AND (c.embedding <=> CAST(:vector AS vector)) < :worst LIMIT 1) s"
+)
+
+
+def _missed(session: Session, where: _Where, params: dict[str, Any], rows: Sequence[Any]) -> bool:
+    """Whether a fixed random sample of the org (~1 % of the table's pages) holds a chunk
+    closer than the worst HNSW result that the result lacks: then the result is not the exact
+    top k. Cheap (a few ms), and certain to notice a walk that found the wrong region, where
+    every sampled chunk of the right one is closer. Chunks of documents not yet ready may
+    raise a false alarm, which only costs the retry."""
+    found = session.scalar(
+        _sql(_MISS_CHECK),
+        {
+            "org": where.params["org"],
+            "model": where.params["model"],
+            "vector": params["vector"],
+            "found": [str(r.id) for r in rows],
+            "worst": float(rows[-1].distance),
+            "sample_percent": CHECK_SAMPLE_PERCENT,
+        },
+    )
+    return bool(found)
+
+
 def vector_hits(
     session: Session, vector: list[float], where: _Where, limit: int
 ) -> tuple[list[Hit], str, int]:
@@ -228,9 +262,17 @@ def vector_hits(
         # A connection without the session settings: set them here and search again.
         _settings(session, HNSW_EF_SEARCH)
         rows = session.execute(_sql(_vector_sql(where)), params).all()
-    if plan == "hnsw" and len(rows) < limit:
+    if plan == "hnsw" and len(rows) >= limit and _missed(session, where, params, rows):
+        # The graph walk stayed in the wrong region (seen on clustered data, issue 14): a
+        # much wider walk first, the exact scan if that misses too.
+        _settings(session, HNSW_RETRY_EF_SEARCH)
+        rows = session.execute(_sql(_vector_sql(where)), params).all()
+        plan = "hnsw-retry"
+        if len(rows) >= limit and _missed(session, where, params, rows):
+            rows = []
+    if plan.startswith("hnsw") and len(rows) < limit:
         # The graph walk gave up (max_scan_tuples) before finding `limit` rows of this
-        # selection: fall back to the exact scan, whatever it costs.
+        # selection, or missed twice: the exact scan, whatever it costs.
         rows = session.execute(_sql(_exact_sql(where.sql)), params).all()
         plan = "exact-fallback"
     hits = []
@@ -455,6 +497,6 @@ def search(session: Session, req: SearchRequest, embedder: Embedder | None = Non
     # The exact plan returns every candidate up to the limit by construction; HNSW runs only
     # above EXACT_MAX_ROWS (> any limit) and falls back to exact when it comes back short.
     complete = True
-    if req.mode != "text" and plan.get("vector") == "hnsw":
+    if req.mode != "text" and str(plan.get("vector", "")).startswith("hnsw"):
         complete = len(vec) >= depth
     return SearchResult(hits, complete, (time.monotonic() - started) * 1000, plan)
