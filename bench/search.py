@@ -24,6 +24,7 @@ chunks in total (1 000 000 with `--scaling-totals`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -87,9 +88,9 @@ def _stats(
 ) -> dict[str, Any]:
     out: dict[str, Any] = summary_ms(latencies)
     if truth is not None:
-        out["recall@10"] = round(
-            statistics.fmean(recall(f, t) for f, t in zip(found, truth, strict=True)), 4
-        )
+        recalls = [recall(f, t) for f, t in zip(found, truth, strict=True)]
+        out["recall@10"] = round(statistics.fmean(recalls), 4)
+        out["recall_min"] = round(min(recalls), 4)
     out["hit@10"] = round(statistics.fmean(s in f for f, s in zip(found, sources, strict=True)), 4)
     out["rows"] = round(statistics.fmean(len(f) for f in found), 2)
     out.update(extra or {})
@@ -105,8 +106,11 @@ def run_library(
     mode: Mode,
     embedder: PlannedEmbedder,
     warmup: int = 2,
+    plain: PlainReference | None = None,
 ) -> dict[str, Any]:
-    """`search()` through a tenant session per query, as a function would call it."""
+    """`search()` through a tenant session per query, as a function would call it. With
+    `plain`, the reference query runs right after each search (same query, same moment, so
+    both see the same load on shared cores); its stats go under "plain"."""
     from ragline.db import tenancy
     from ragline.retrieval import search
 
@@ -128,13 +132,118 @@ def run_library(
         found.append([str(h.chunk_id) for h in result.hits])
         complete += result.complete
         plans[str(result.plan.get("vector", "-"))] += 1
-    return _stats(
-        latencies,
-        found,
-        truth if mode != "text" else None,
-        sources,
-        {"complete": round(complete / len(found), 4), "plans": dict(plans)},
+        if plain is not None:
+            plain.run(org, queries.vectors[j])
+    extra: dict[str, Any] = {"complete": round(complete / len(found), 4), "plans": dict(plans)}
+    if plain is not None:
+        extra["plain"] = _stats(plain.latencies, plain.found, truth, sources)
+    return _stats(latencies, found, truth if mode != "text" else None, sources, extra)
+
+
+# --------------------------------------------------------------------------- plain pgvector
+
+PLAIN_EF_SEARCH = 200
+
+
+class PlainReference:
+    """The hand-tuned plain pgvector reference on the same table and queries: btree on
+    org_id, HNSW with `hnsw.iterative_scan = relaxed_order`, ef_search 200 (session
+    settings), the planner free to choose per query; one autocommit statement per query as
+    the owner (no tenant transaction, no RLS, no join)."""
+
+    STMT = sa.text(
+        "SELECT id FROM chunk WHERE org_id = :org "
+        "ORDER BY embedding <=> CAST(:vector AS vector) LIMIT :k"
     )
+
+    def __init__(self, owner: Engine) -> None:
+        self._conn = owner.connect()
+        self._conn.execute(sa.text("SET hnsw.iterative_scan = relaxed_order"))
+        self._conn.execute(sa.text(f"SET hnsw.ef_search = {PLAIN_EF_SEARCH}"))
+        self._conn.commit()
+        self._auto = self._conn.execution_options(isolation_level="AUTOCOMMIT")
+        self.latencies: list[float] = []
+        self.found: list[list[str]] = []
+
+    def run(self, org: OrgData, vector: Any) -> None:
+        literal = "[" + ",".join(repr(float(x)) for x in vector) + "]"
+        started = time.perf_counter()
+        rows = self._auto.execute(
+            self.STMT, {"org": org.org_id, "vector": literal, "k": TOP_K}
+        ).all()
+        self.latencies.append((time.perf_counter() - started) * 1000)
+        self.found.append([str(r.id) for r in rows])
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def summary_row(entry: dict[str, Any]) -> dict[str, Any]:
+    """The figures issue 14 asks for, per org size."""
+    lib, plain = entry["ragline"], entry.get("plain", {})
+    peer = entry.get("peer", {}).get("vector_column", {})
+    row = {
+        "size": entry["size"],
+        "plan": ",".join(lib["vector"].get("plans", {})),
+        "ragline_p95_ms": lib["vector"]["p95_ms"],
+        "plain_p95_ms": plain.get("p95_ms"),
+        "ratio_p95": _ratio(lib["vector"]["p95_ms"], plain.get("p95_ms")),
+        "recall_mean": lib["vector"]["recall@10"],
+        "recall_min": lib["vector"]["recall_min"],
+        "plain_recall_mean": plain.get("recall@10"),
+        "plain_recall_min": plain.get("recall_min"),
+        "hybrid_p95_ms": lib["hybrid"]["p95_ms"],
+        "peer_p95_ms": peer.get("p95_ms"),
+        "peer_recall_mean": peer.get("recall@10"),
+    }
+    return row
+
+
+def print_summary(rows: list[dict[str, Any]]) -> None:
+    cols = [
+        ("size", "org chunks"),
+        ("plan", "plan"),
+        ("ragline_p95_ms", "ragline p95"),
+        ("plain_p95_ms", "plain p95"),
+        ("ratio_p95", "ratio"),
+        ("recall_mean", "recall mean"),
+        ("recall_min", "recall min"),
+        ("plain_recall_mean", "plain recall"),
+        ("plain_recall_min", "plain min"),
+        ("hybrid_p95_ms", "hybrid p95"),
+        ("peer_p95_ms", "peer p95"),
+    ]
+    cells = [[h for _, h in cols]] + [
+        ["-" if r[k] is None else str(r[k]) for k, _ in cols] for r in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    for row in cells:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)), file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- real vectors
+
+
+def use_real_vectors(corpus: Corpus, pool: dict[str, Any], seed: int) -> None:
+    """Replace the corpus' vectors and texts by real MiniLM chunks (bench/real_vectors.py):
+    each org draws distinct chunks from the pool (with replacement only when larger)."""
+    rng = np.random.default_rng(seed)
+    vectors = pool["vectors"]
+    for org in corpus.orgs:
+        rows = rng.choice(len(vectors), org.size, replace=org.size > len(vectors))
+        corpus.vectors[org.rows] = vectors[rows]
+        for i, r in enumerate(rows.tolist()):
+            corpus.texts[org.start + i] = pool["texts"][r]
+
+
+def real_queries(corpus: Corpus, org: OrgData, pool: dict[str, Any], count: int) -> Queries:
+    """`count` real questions (embedded as queries); the source is their nearest chunk."""
+    rng = np.random.default_rng([org.start, org.size])
+    picks = rng.choice(len(pool["queries"]), count, replace=False)
+    vectors = pool["query_vectors"][picks].astype(np.float32)
+    texts = [pool["queries"][int(i)] for i in picks]
+    nearest = [best[0] for best in exact_top_k(corpus, org, vectors, 1)]
+    return Queries(org, vectors, nearest, texts)
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -187,7 +296,7 @@ def run_http(
         {
             "DATABASE_URL": url,
             "EMBEDDING_PROVIDER": "hashing",
-            "ENVIRONMENT": "local",
+            "ENVIRONMENT": "test",  # the hashing provider is a test double
             "RAGLINE_HOME": str(home),
             "PYTHONUNBUFFERED": "1",
         }
@@ -367,12 +476,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--scaling-totals", default="10000,100000")
     parser.add_argument("--scaling-org", type=int, default=1000, help="mid-size org (chunks)")
     parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument(
+        "--vectors",
+        choices=("synthetic", "real"),
+        default="synthetic",
+        help="real: MiniLM vectors of real text chunks and questions (bench/real_vectors.py)",
+    )
+    parser.add_argument("--real-pool", type=int, default=12_000, help="real chunks embedded")
+    parser.add_argument(
+        "--fill-to",
+        type=int,
+        default=0,
+        help="add unmeasured orgs of --fill-org chunks until the table holds this many",
+    )
+    parser.add_argument("--fill-org", type=int, default=100_000)
+    parser.add_argument("--maintenance-work-mem", default="1GB", help="for the index builds")
     args = parser.parse_args(argv)
     exit_on_sigterm()
 
     from ragline.core.config import Settings, get_settings
     from ragline.db import engine as db
-    from ragline.retrieval.embeddings import HASHING_NAME
+    from ragline.testing.hashing import HASHING_NAME
 
     sizes = _sizes(args.sizes)
     # Labelled with the hashing provider's name so the HTTP function (EMBEDDING_PROVIDER=
@@ -382,14 +506,34 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     started = time.monotonic()
     with scratch_database() as url:
         say(f"generating {sum(sizes)} chunks in orgs of {sizes}")
-        corpus = make_corpus(sizes, seed=args.seed, slug_prefix="bench", model=model)
+        fill: list[int] = []
+        while sum(sizes) + sum(fill) < args.fill_to:
+            fill.append(min(args.fill_org, args.fill_to - sum(sizes) - sum(fill)))
+        if fill and not args.no_peer:
+            parser.error("--fill-to needs --no-peer (the peer would load the whole table too)")
+        full = make_corpus(sizes + fill, seed=args.seed, slug_prefix="bench", model=model)
+        # Only the orgs of --sizes are measured; fillers just make the table larger.
+        corpus = dataclasses.replace(full, orgs=full.orgs[: len(sizes)])
+        pool: dict[str, Any] | None = None
+        if args.vectors == "real":
+            from real_vectors import load_pool
+
+            pool = load_pool(args.real_pool)
+            use_real_vectors(corpus, pool, args.seed)
         owner = sa.create_engine(url)
         say("loading (COPY, then HNSW + GIN builds)")
-        load_timings = load(owner, corpus, progress=say)
+        load_timings = load(
+            owner, full, progress=say, maintenance_work_mem=args.maintenance_work_mem
+        )
         app = db.build_engine(Settings(database_url=url, db_pool_size=1))
         embedder = PlannedEmbedder(model)
         queries = {
-            o.slug: make_queries(corpus, o, args.queries, seed=args.seed + 1) for o in corpus.orgs
+            o.slug: (
+                real_queries(corpus, o, pool, args.queries)
+                if pool is not None
+                else make_queries(corpus, o, args.queries, seed=args.seed + 1)
+            )
+            for o in corpus.orgs
         }
         truth = {
             o.slug: [
@@ -402,14 +546,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             o.slug: [str(corpus.chunk_ids[r]) for r in queries[o.slug].sources] for o in corpus.orgs
         }
         library: dict[str, dict[str, Any]] = {}
+        plain: dict[str, Any] = {}
         for org in corpus.orgs:
-            say(f"library: org of {org.size}")
+            say(f"library and plain pgvector: org of {org.size}")
+            reference = PlainReference(owner)
             library[org.slug] = {
                 mode: run_library(
-                    app, org, queries[org.slug], truth[org.slug], sources[org.slug], mode, embedder
+                    app,
+                    org,
+                    queries[org.slug],
+                    truth[org.slug],
+                    sources[org.slug],
+                    mode,
+                    embedder,
+                    plain=reference if mode == "vector" else None,
                 )
                 for mode in MODES
             }
+            reference.close()
+            plain[org.slug] = library[org.slug]["vector"].pop("plain")
         http: dict[str, Any] = {}
         if not args.no_http:
             say("HTTP: search function under functions-framework")
@@ -435,7 +590,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     orgs: list[dict[str, Any]] = []
     for org in corpus.orgs:
         lib = library[org.slug]
-        entry: dict[str, Any] = {"size": org.size, "ragline": lib}
+        entry: dict[str, Any] = {"size": org.size, "ragline": lib, "plain": plain[org.slug]}
         if http:
             entry["http"] = http[org.slug]
         if peer:
@@ -457,14 +612,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     "peer_column": p["vector_column"]["recall@10"],
                 },
             }
+        entry["summary"] = summary_row(entry)
         orgs.append(entry)
+    print_summary([o["summary"] for o in orgs])
     result: dict[str, Any] = {
         "data": {
             **corpus.describe(),
+            "vectors": (
+                "real MiniLM vectors of real text chunks; queries are real one-line "
+                "summaries (bench/real_vectors.py)"
+                if args.vectors == "real"
+                else corpus.describe()["vectors"]
+            ),
             "label_note": "chunks labelled with the hashing "
             "provider's model name so the HTTP function can search them",
         },
+        "vectors": args.vectors,
         "sizes": sizes,
+        "table_rows": len(full),
+        "filler_orgs": fill,
         "queries_per_org": args.queries,
         "top_k": TOP_K,
         "cpus": os.cpu_count(),
@@ -477,6 +643,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "request → JSON reply (HTTP); the store's sync call (peer)",
             "http": "EMBEDDING_PROVIDER=hashing embeds the query text: text mode is "
             "comparable with the library, vector/hybrid over HTTP are latency only",
+            "plain": "hand-tuned plain pgvector on the same table and queries: SELECT id "
+            "FROM chunk WHERE org_id = $1 ORDER BY embedding <=> $2 LIMIT 10, btree on "
+            "org_id, hnsw.iterative_scan = relaxed_order, ef_search 200, planner free, "
+            "one autocommit statement per query as the owner (no RLS, no join); ratio_p95 = "
+            "ragline vector p95 / plain p95",
             "peer": "langchain-postgres PGVectorStore (v2) in bench/.venv-peer; json = org in "
             "its JSON metadata (quickstart), column = org as a metadata column; default "
             "hnsw.ef_search (40); hybrid = its RRF over 50 + 50 candidates",

@@ -1,89 +1,132 @@
-"""Search quality on a labelled set: questions about Python whose answer topic is known.
+"""Search quality on several labelled sets, through `ragline eval`'s evaluator.
 
-Ingests `pydoc_data.topics` with the default embedder (inline pipeline), then reports, per
-mode, the document-level MRR@10 and hit@1/@5 of the labelled questions.
+Builds the sets of bench/labelled.py (pydoc, stdlib, manpages and the held-out debian set),
+ingests each into its own org with the configured embedder (MiniLM by default, inline
+pipeline), and reports per set and mode MRR@10, recall@1/5/10 and p50/p95 latency. The
+held-out set is reported separately: nothing in the search was chosen by looking at it.
+
+    .venv/bin/python bench/search_quality.py [--sets pydoc,stdlib,manpages,debian]
+        [--modes vector,text,hybrid] [--database-url URL]   # reuse a loaded database
 """
 
 from __future__ import annotations
 
-import json
+import argparse
+import os
 import sys
 import time
+from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import record, scratch_database
-
-QUESTIONS = Path(__file__).resolve().parents[1] / "tests" / "data" / "pydoc_questions.json"
-
-
-def evaluate(org_id: Any, titles: dict[str, str], questions: list[list[str]]) -> dict[str, Any]:
-    from ragline.db import tenancy
-    from ragline.retrieval import search
-
-    out: dict[str, Any] = {}
-    for mode in ("vector", "text", "hybrid"):
-        rr, hit1, hit5 = [], 0, 0
-        for question, topic in questions:
-            with tenancy.tenant_session(org_id) as s:
-                res = search.search(s, search.SearchRequest(query=question, top_k=10, mode=mode))
-            docs: list[str] = []
-            for h in res.hits:
-                if str(h.document_id) not in docs:
-                    docs.append(str(h.document_id))
-            target = titles[topic]
-            rank = docs.index(target) + 1 if target in docs else None
-            rr.append(1.0 / rank if rank else 0.0)
-            hit1 += rank == 1
-            hit5 += rank is not None and rank <= 5
-        n = len(questions)
-        out[mode] = {"mrr@10": round(sum(rr) / n, 4), "hit@1": hit1 / n, "hit@5": hit5 / n}
-    return out
+from common import exit_on_sigterm, record, scratch_database
+from labelled import BUILDERS, LabelledSet, build
 
 
-def ingest_corpus(org_slug: str = "bench") -> tuple[Any, dict[str, str], float, int]:
+def say(message: str) -> None:
+    print(f"[quality] {message}", file=sys.stderr, flush=True)
+
+
+def ingest(labelled: LabelledSet) -> tuple[Any, int, float]:
+    """The set's documents in org `q-<name>` (skipped when the org already has them)."""
     from ragline.db import engine as db
     from ragline.db import orgs, tenancy
-    from ragline.db.models import Chunk
-    from ragline.dev.corpus import pydoc_topics
+    from ragline.db.models import Chunk, Document
     from ragline.ingest import documents, ingestion
 
     with db.owner_session() as s:
-        org_id, _ = orgs.ensure_org(s, org_slug)
-    titles: dict[str, str] = {}
+        org_id, _ = orgs.ensure_org(s, f"q-{labelled.name}")
+    with tenancy.tenant_session(org_id) as s:
+        have = tenancy.count(s, Document)
     started = time.monotonic()
-    for title, text in pydoc_topics():
-        with tenancy.tenant_session(org_id) as s:
-            result = documents.create(s, documents.NewDocument(title=title, text=text))
-        ingestion.start_pipeline(org_id, result)
-        titles[title] = str(result.document.id)
+    if have < len(labelled.documents):
+        for i, (title, text) in enumerate(labelled.documents):
+            with tenancy.tenant_session(org_id) as s:
+                result = documents.create(s, documents.NewDocument(title=title, text=text))
+            ingestion.start_pipeline(org_id, result)
+            if i % 50 == 49:
+                say(f"{labelled.name}: {i + 1}/{len(labelled.documents)} documents")
     elapsed = time.monotonic() - started
     with tenancy.tenant_session(org_id) as s:
         chunks = tenancy.count(s, Chunk)
-    return org_id, titles, elapsed, chunks
+    return org_id, chunks, elapsed
 
 
-def main() -> None:
-    import os
+@contextmanager
+def _database(url: str | None) -> Any:
+    if url is None:
+        with scratch_database() as scratch:
+            yield scratch
+        return
+    from ragline.core.config import get_settings
+    from ragline.db import engine as db
+    from ragline.dev import migrate
+
+    os.environ["DATABASE_URL"] = url
+    get_settings.cache_clear()
+    db.reset_engines()
+    migrate.upgrade("head")
+    yield url
+
+
+def run(sets: Sequence[str], modes: Sequence[str], url: str | None) -> dict[str, Any]:
+    from ragline.core.config import get_settings
+    from ragline.dev import evaluate
 
     os.environ.setdefault("QUEUE_BACKEND", "inline")
-    with scratch_database():
-        org_id, titles, elapsed, chunks = ingest_corpus()
-        questions = json.loads(QUESTIONS.read_text())
-        quality = evaluate(org_id, titles, questions)
-    record(
-        "search_quality",
-        {
-            "corpus": "pydoc_data.topics",
-            "documents": len(titles),
-            "chunks": chunks,
-            "questions": len(questions),
-            "ingest_inline_s": round(elapsed, 1),
-            "modes": quality,
-        },
-    )
+    out: dict[str, Any] = {}
+    with _database(url):
+        model = get_settings().embedding_provider
+        for name in sets:
+            labelled = build(name)
+            say(f"{name}: {len(labelled.documents)} documents, {len(labelled.questions)} questions")
+            org_id, chunks, elapsed = ingest(labelled)
+            questions = [
+                evaluate.Question(q["question"], tuple(q["relevant"])) for q in labelled.questions
+            ]
+            reports = evaluate.evaluate(org_id, questions, modes)
+            print(f"\n{name}{' (held out)' if labelled.held_out else ''}", file=sys.stderr)
+            print(evaluate.table(reports), file=sys.stderr)
+            out[name] = {
+                "held_out": labelled.held_out,
+                "source": labelled.source,
+                "documents": len(labelled.documents),
+                "chunks": chunks,
+                "questions": len(questions),
+                "ingest_s": round(elapsed, 1),
+                "embedding_provider": model,
+                "modes": {r.mode: r.as_dict() for r in reports},
+            }
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default=",".join(BUILDERS))
+    parser.add_argument("--modes", default="vector,text,hybrid")
+    parser.add_argument("--database-url", default=None, help="reuse this database")
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args(argv)
+    exit_on_sigterm()
+    sets = [s for s in args.sets.split(",") if s]
+    modes = [m for m in args.modes.split(",") if m]
+    results = run(sets, modes, args.database_url)
+    from ragline.retrieval import search
+
+    payload = {
+        "sets": {k: v for k, v in results.items() if not v["held_out"]},
+        "held_out": {k: v for k, v in results.items() if v["held_out"]},
+        "search": search.describe(),
+    }
+    if args.no_record:
+        import json
+
+        print(json.dumps(payload, indent=2))
+    else:
+        record("search_quality", payload)
 
 
 if __name__ == "__main__":

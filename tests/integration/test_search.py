@@ -112,7 +112,8 @@ def test_document_ids_filter_never_reaches_another_org(
     only_b = [ids_b["alpha"], ids_b["gamma"]]
     result = run(org_a, "widgets", mode, document_ids=only_b)
     assert result.hits == []
-    assert result.plan["candidates"] == 0
+    if mode != "text":  # text mode counts nothing: it only returns matches
+        assert result.plan["candidates"] == 0
 
 
 def test_other_embedding_models_are_never_mixed_in(hashing: None) -> None:
@@ -130,7 +131,8 @@ def test_other_embedding_models_are_never_mixed_in(hashing: None) -> None:
     for mode in MODES:
         result = run(org, "sailing boats keel rudder", mode)
         assert doc_ids(result) == {keep}, mode
-        assert result.plan["candidates"] == kept_chunks
+        if mode != "text":
+            assert result.plan["candidates"] == kept_chunks
 
 
 def test_text_mode_and_trigram_fallback_for_a_misspelled_word(hashing: None) -> None:
@@ -153,19 +155,52 @@ def test_text_mode_and_trigram_fallback_for_a_misspelled_word(hashing: None) -> 
     assert run(org, "exeption", "hybrid").hits[0].document_id == target
 
 
-def test_hybrid_fuses_both_lists_with_reciprocal_ranks(two_orgs: dict[str, Any]) -> None:
+def test_hybrid_fuses_cosine_and_all_terms_text_scores(two_orgs: dict[str, Any]) -> None:
     org_a, _ids = two_orgs["a"]
-    result = run(org_a, "the gamma crew fixes broken widgets", "hybrid")
+    query = "the gamma crew fixes broken widgets"
+    result = run(org_a, query, "hybrid")
+    vector = run(org_a, query, "vector", top_k=50)
     assert result.hits and result.complete
     assert any(h.vector_rank and h.text_rank for h in result.hits)
+    cosine = {h.chunk_id: h.score for h in vector.hits}
+    low, top = min(cosine.values()), max(cosine.values())
     for hit in result.hits:
         assert hit.vector_rank is not None or hit.text_rank is not None
-        expected = sum(1.0 / (search.RRF_K + r) for r in (hit.vector_rank, hit.text_rank) if r)
-        assert hit.score == pytest.approx(expected)
+        # Only the gamma chunk has every term: it alone is on the text list (score 1 there).
+        expected_text = 1.0 if hit.text_rank else 0.0
+        expected_vec = (cosine[hit.chunk_id] - low) / (top - low) if top > low else 1.0
+        w = search.HYBRID_VECTOR_WEIGHT
+        assert hit.score == pytest.approx(w * expected_vec + (1 - w) * expected_text)
         assert {"vector_rank", "text_rank"} & set(hit.as_dict())
+    assert sum(1 for h in result.hits if h.text_rank) == 1
     assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
-    vector = run(org_a, "the gamma crew fixes broken widgets", "vector")
     assert all(h.vector_rank and h.text_rank is None for h in vector.hits)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rerank_reorders_with_the_configured_cross_encoder(
+    two_orgs: dict[str, Any], configure: Callable[..., None], tmp_path: Path, mode: search.Mode
+) -> None:
+    from ragline.retrieval.rerank import reset_rerankers
+
+    from ..unit.test_rerank import build_tiny_cross_encoder
+
+    org_a, ids_a = two_orgs["a"]
+    folder = build_tiny_cross_encoder(tmp_path, liked="gamma")
+    configure(rerank_provider="onnx", rerank_onnx_path=str(folder), rerank_model="tiny")
+    reset_rerankers()
+    try:
+        plain = run(org_a, "widgets", mode)
+        req = search.SearchRequest(query="widgets", mode=mode, rerank=True)
+        with tenancy.tenant_session(org_a) as session:
+            reranked = search.search(session, req)
+    finally:
+        reset_rerankers()
+    assert {h.chunk_id for h in reranked.hits} == {h.chunk_id for h in plain.hits}
+    assert reranked.hits[0].document_id == ids_a["gamma"]  # title and text say "gamma"
+    assert reranked.hits[0].score == 2.0
+    assert reranked.plan["rerank"] == "tiny"
+    assert not search.SearchRequest(query="x").rerank  # off unless asked for
 
 
 def mrr_at_10(

@@ -1,11 +1,13 @@
 """Retrieval guarantees under the tenant filter, on synthetic data in one shared table.
 
-Orgs of 10, 1 000 and 50 000 chunks share `chunk` (bulk-loaded with bench/synthetic.py, the
-bench's own loader, into a database of this module's own so the per-test truncation leaves it
-alone). Through `ragline.retrieval.search.search(..., mode="vector")`: recall@10 ≥ 0.98 against the
-exact top-10 for each org size (exact plan for the small orgs, HNSW for the large one), always
-`top_k` results, `complete`, and the same results on every one of repeated executions on one
-connection (drivers switch to a generic plan after a few; it must not change the strategy).
+Orgs of 10, 1 000, 5 000 and 50 000 chunks share `chunk` (bulk-loaded with
+bench/synthetic.py, the bench's own loader, into a database of this module's own so the
+per-test truncation leaves it alone). Through `search.search(..., mode="vector")`: mean
+recall@10 >= 0.99 and min >= 0.9 against the exact top-10 for each org size (exact plan up
+to `EXACT_MAX_ROWS`, HNSW above), always `top_k` results, `complete`, and the same results
+on every one of repeated executions on one connection (drivers switch to a generic plan
+after a few; it must not change the strategy). A filter that narrows a large org gets the
+exact plan.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ragline.retrieval import search
 
 from ..conftest import create_database, drop_database
 
-SIZES = (10, 1_000, 50_000)
+SIZES = (10, 1_000, 5_000, 50_000)
 QUERIES = 20
 REPEATS = 10
 TOP_K = 10
@@ -94,16 +96,22 @@ def test_recall_at_10_against_exact_search(loaded: Loaded, size: int) -> None:
     truth = synthetic.exact_top_k(corpus, org, queries.vectors, TOP_K)
     members = {str(corpus.chunk_ids[r]) for r in range(org.start, org.start + org.size)}
     recalls = []
+    plans: list[str] = []
     for vector, best in zip(queries.vectors, truth, strict=True):
         result = _search(loaded, org, vector)
         found = [str(h.chunk_id) for h in result.hits]
         assert len(found) == TOP_K  # every org here has at least top_k chunks
         assert result.complete
         assert set(found) <= members  # never another org's chunk
-        expected = "exact" if size <= search.EXACT_MAX_ROWS else "hnsw"
-        assert result.plan["vector"] == expected
+        plans.append(result.plan["vector"])
         recalls.append(synthetic.recall(found, [corpus.chunk_ids[r] for r in best]))
-    assert sum(recalls) / len(recalls) >= 0.98, recalls
+    if size <= search.EXACT_MAX_ROWS:  # by the bounded count
+        assert set(plans) == {"exact"}
+    else:  # the miss check retries or falls back for a few queries at most
+        assert plans.count("hnsw") >= 0.8 * len(plans), plans
+    # The guarantee of issue 14, per org-size bucket.
+    assert sum(recalls) / len(recalls) >= 0.99, recalls
+    assert min(recalls) >= 0.9, recalls
 
 
 @pytest.mark.slow
@@ -115,3 +123,48 @@ def test_repeated_executions_return_the_same_results(loaded: Loaded, size: int) 
     runs = [[h.chunk_id for h in _search(loaded, org, vector).hits] for _ in range(REPEATS)]
     assert all(len(run) == TOP_K for run in runs)
     assert all(run == runs[0] for run in runs), "results changed across executions"
+
+
+@pytest.mark.slow
+def test_a_filter_that_narrows_a_large_org_gets_the_exact_plan(loaded: Loaded) -> None:
+    """A filter leaving a few chunks of a 50 000-chunk org: HNSW would walk the graph for
+    rows it rarely meets; the bounded count of the *filtered* rows picks the exact scan."""
+    corpus = loaded.corpus
+    org = next(o for o in corpus.orgs if o.size == 50_000)
+    docs = sorted({int(corpus.doc_of_chunk[r]) for r in range(org.start, org.start + 30)})[:2]
+    doc_ids = [corpus.doc_ids[d] for d in docs]
+    members = {
+        str(corpus.chunk_ids[r])
+        for r in range(org.start, org.start + org.size)
+        if int(corpus.doc_of_chunk[r]) in docs
+    }
+    embedder = synthetic.PlannedEmbedder(corpus.model)
+    embedder.plan(synthetic.make_queries(corpus, org, 1, seed=3).vectors[0])
+    req = search.SearchRequest(
+        query="q", top_k=TOP_K, mode="vector", filters=search.Filters(document_ids=doc_ids)
+    )
+    with tenancy.tenant_session(org.org_id, engine=loaded.engine) as session:
+        result = search.search(session, req, embedder=embedder)
+    assert result.plan["vector"] == "exact"
+    assert result.plan["candidates"] == len(members)
+    assert {str(h.chunk_id) for h in result.hits} <= members
+    assert len(result.hits) == min(TOP_K, len(members)) and result.complete
+
+
+@pytest.mark.slow
+def test_a_connection_without_the_session_settings_still_gets_iterative_scans(
+    loaded: Loaded,
+) -> None:
+    corpus = loaded.corpus
+    org = next(o for o in corpus.orgs if o.size == 50_000)
+    vector = synthetic.make_queries(corpus, org, 1, seed=9).vectors[0]
+    expected = [h.chunk_id for h in _search(loaded, org, vector).hits]
+    embedder = synthetic.PlannedEmbedder(corpus.model)
+    embedder.plan(vector)
+    req = search.SearchRequest(query="synthetic query", top_k=TOP_K, mode="vector")
+    with tenancy.tenant_session(org.org_id, engine=loaded.engine) as session:
+        session.execute(sa.text("SET LOCAL hnsw.iterative_scan = off"))
+        session.execute(sa.text("SET LOCAL hnsw.ef_search = 10"))
+        result = search.search(session, req, embedder=embedder)
+        assert session.scalar(sa.text("SHOW hnsw.iterative_scan")) == "relaxed_order"
+    assert [h.chunk_id for h in result.hits] == expected

@@ -31,6 +31,7 @@ STATUS_BY_ERROR: dict[type[BaseException], int] = {
     errors.QueueError: 503,
     errors.TransientError: 503,
     errors.EmbeddingError: 502,
+    errors.RerankError: 502,
 }
 
 

@@ -75,6 +75,22 @@ class Settings(BaseSettings):
         default=None, description="Base URL override, default https://{location}-aiplatform..."
     )
 
+    # --- reranking (off by default; a search asks for it with `rerank: true`) ---
+    rerank_provider: Literal["none", "vertex", "http", "onnx"] = "none"
+    rerank_model: str | None = Field(
+        default=None, description="vertex: semantic-ranker-default@latest; http: the model name"
+    )
+    rerank_base_url: str | None = Field(
+        default=None, description="http: base URL serving POST /rerank (Cohere-style)"
+    )
+    rerank_api_key: SecretStr | None = None
+    rerank_onnx_path: Path | None = Field(
+        default=None, description="onnx: folder with model.onnx and tokenizer.json"
+    )
+    rerank_depth: int = Field(
+        default=30, ge=1, le=200, description="Candidates the reranker scores per search"
+    )
+
     # --- queues and pipeline ---
     queue_backend: Literal["inline", "cloudtasks", "sqs"] = "inline"
     gcp_project: str = "ragline-local"

@@ -101,6 +101,10 @@ class EmbeddingError(RaglineError):
     code = "embedding_failed"
 
 
+class RerankError(RaglineError):
+    code = "rerank_failed"
+
+
 class QueueError(RaglineError):
     code = "queue_unavailable"
 

@@ -49,6 +49,20 @@ def embedded_url(settings: Settings) -> str:
     return _embedded_url(settings)
 
 
+#: Session defaults of every connection, set once when the pool opens it. The vector-search
+#: settings live here so a search needs no SET round trip of its own (issue 14):
+#: iterative HNSW scans with a generous ef_search, custom plans only (a cached generic plan
+#: must never choose between the exact and the HNSW branch), and no parallel workers (a
+#: gated, never-run exact branch still launched them, ~10 ms per search).
+SESSION_SETTINGS: dict[str, str] = {
+    "hnsw.iterative_scan": "relaxed_order",
+    "hnsw.ef_search": "400",
+    "hnsw.max_scan_tuples": "200000",
+    "plan_cache_mode": "force_custom_plan",
+    "max_parallel_workers_per_gather": "0",
+}
+
+
 def build_engine(
     settings: Settings, *, app_role: bool = True, creator: Creator | None = None
 ) -> Engine:
@@ -91,6 +105,8 @@ def build_engine(
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
         cur.execute(f"SET statement_timeout = {int(timeout_ms)}")
+        for name, value in SESSION_SETTINGS.items():
+            cur.execute("SELECT set_config(%s, %s, false)", (name, value))
         if role:
             cur.execute(f'SET ROLE "{role}"')
         cur.close()

@@ -208,6 +208,7 @@ class Chunk(Base):
             persisted=True,
         ),
     )
+    # STORAGE PLAIN (migration 0004): searched vectors are read in line, never from TOAST.
     embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIM), nullable=True)
     embedding_model: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = _now()

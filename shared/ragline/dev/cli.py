@@ -7,6 +7,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -185,6 +186,57 @@ def key_revoke(key_id: uuid.UUID, org: Annotated[str, typer.Option()]) -> None:
     with _org_session(org) as session:
         done = apikeys.revoke_key(session, key_id)
     typer.echo("revoked" if done else "no active key with that id")
+
+
+@app.command("eval")
+def eval_command(
+    questions: Annotated[
+        Path, typer.Option(help='JSON lines {"question", "relevant": [titles or ids]}')
+    ],
+    org: Annotated[str | None, typer.Option(help="org slug or id (default: the demo org)")] = None,
+    modes: Annotated[str, typer.Option(help="comma-separated: vector,text,hybrid")] = (
+        "vector,text,hybrid"
+    ),
+    json_out: Annotated[Path | None, typer.Option(help="also write the JSON here")] = None,
+    rerank: Annotated[
+        bool, typer.Option(help="rerank with RERANK_PROVIDER (modes reported as mode+rerank)")
+    ] = False,
+) -> None:
+    """Retrieval quality of search on labelled questions: MRR@10, recall@1/5/10, p50/p95."""
+    import json
+
+    from ragline.db import orgs
+    from ragline.db.engine import owner_session
+    from ragline.dev import evaluate
+    from ragline.dev import seed as seeding
+
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    unknown = set(chosen) - {"vector", "text", "hybrid"}
+    if unknown:
+        _fail(f"unknown modes: {', '.join(sorted(unknown))}")
+    try:
+        labelled = evaluate.load_questions(questions)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    with owner_session() as session:
+        org_id = orgs.org_id_by_slug(session, org or seeding.DEMO_ORG)
+    if org_id is None:
+        _fail(f"no org {org or seeding.DEMO_ORG!r}")
+    assert org_id is not None
+    reports = evaluate.evaluate(org_id, labelled, chosen, evaluate.library_searcher(rerank=rerank))
+    if rerank:
+        for report in reports:
+            report.mode += "+rerank"
+    typer.echo(evaluate.table(reports))
+    payload = {
+        "questions_file": str(questions),
+        "org": org or seeding.DEMO_ORG,
+        "rerank": rerank,
+        "modes": [r.as_dict() for r in reports],
+    }
+    typer.echo(json.dumps(payload))
+    if json_out is not None:
+        json_out.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 @app.command()

@@ -9,24 +9,39 @@ Custom plans are forced, so a driver's cached generic plan cannot silently switc
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session
 
+from ragline.core.config import get_settings
 from ragline.db import tenancy
-from ragline.db.models import Chunk, Document
+from ragline.db.engine import SESSION_SETTINGS
 from ragline.retrieval.embeddings import Embedder, get_embedder
+
+if TYPE_CHECKING:
+    from ragline.retrieval.rerank import Reranker
 
 Mode = Literal["hybrid", "vector", "text"]
 RRF_K = 60
-#: Candidate counts up to this use an exact scan (~20 ms at 10 000 rows on 2 cores).
-EXACT_MAX_ROWS = 20_000
+#: Hybrid = HYBRID_VECTOR_WEIGHT * min-max(cosine) + the rest * min-max(ts_rank_cd) over the
+#: chunks matching *every* query term. Chosen on three labelled sets (pydoc, stdlib, man
+#: pages; bench/fusion_tuning.py): equal-weight RRF over the any-term list lost to vector
+#: alone on two of them (issue 14); 0.6-0.7 with the all-terms list beat vector on all three.
+HYBRID_VECTOR_WEIGHT = 0.7
+#: Candidate counts up to this use an exact scan (~1-2 ms at 1 000 rows on 2 cores, with the
+#: vectors stored inline: migration 0004); above it HNSW with iterative scans (issue 14).
+EXACT_MAX_ROWS = 2_000
+#: ef_search of the HNSW branch: 200 lost a whole query's top-10 on clustered data (issue 14).
+#: Set for every connection by `db.engine.SESSION_SETTINGS`; a deeper search sets its own.
+HNSW_EF_SEARCH = int(SESSION_SETTINGS["hnsw.ef_search"])
 #: Each list feeds this many candidates into the fusion.
 FUSION_DEPTH = 50
 
@@ -46,6 +61,8 @@ class SearchRequest(BaseModel):
     top_k: int = Field(default=10, ge=1, le=100)
     mode: Mode = "hybrid"
     filters: Filters | None = None
+    #: Re-score the best `RERANK_DEPTH` candidates with the configured reranker (off by default).
+    rerank: bool = False
 
     @field_validator("query")
     @classmethod
@@ -97,120 +114,211 @@ class SearchResult:
         }
 
 
-def _conditions(session: Session, model_name: str, filters: Filters | None) -> list[Any]:
-    """WHERE clauses shared by both lists: this org, ready documents, this model, filters."""
+@dataclass(frozen=True)
+class _Where:
+    """The WHERE clause both lists share, as SQL text and bind parameters: this org, ready
+    documents, this model, the filters. The hot path is plain SQL text: building the same
+    statement with SQLAlchemy Core cost ~2 ms of Python per search (issue 14)."""
+
+    sql: str
+    params: dict[str, Any]
+    filtered: bool
+
+
+def _conditions(session: Session, model_name: str, filters: Filters | None) -> _Where:
     org = tenancy.current_org(session)
-    where: list[Any] = [
-        Chunk.org_id == org,
-        Document.org_id == org,
-        Document.status == "ready",
-        Chunk.embedding_model == model_name,
+    parts = [
+        "c.org_id = :org",
+        "d.org_id = :org",
+        "d.status = 'ready'",
+        "c.embedding_model = :model",
     ]
+    params: dict[str, Any] = {"org": org, "model": model_name}
+    filtered = False
     if filters:
         if filters.kind:
-            where.append(Document.kind == filters.kind)
+            parts.append("d.kind = :kind")
+            params["kind"] = filters.kind
+            filtered = True
         if filters.document_ids is not None:
-            where.append(Chunk.document_id.in_(filters.document_ids))
+            parts.append("c.document_id = ANY(CAST(:document_ids AS uuid[]))")
+            params["document_ids"] = [str(d) for d in filters.document_ids]
+            filtered = True
         if filters.metadata:
-            where.append(Document.metadata_.contains(filters.metadata))
-    return where
+            parts.append("d.metadata @> CAST(:metadata AS jsonb)")
+            params["metadata"] = json.dumps(filters.metadata)
+            filtered = True
+    return _Where(" AND ".join(parts), params, filtered)
 
 
-def _base(where: list[Any]) -> Any:
-    return (
-        sa.select(Chunk.id, Chunk.document_id, Document.title, Chunk.section_label, Chunk.text)
-        .join(Document, Document.id == Chunk.document_id)
-        .where(*where)
-    )
+_FROM = (
+    "SELECT c.id, c.document_id, d.title, c.section_label, c.text {extra} "
+    "FROM chunk c JOIN document d ON d.id = c.document_id WHERE {where}"
+)
 
 
 def _hit(row: Any) -> Hit:
     return Hit(row.id, row.document_id, row.title, row.section_label, row.text)
 
 
-def count_candidates(session: Session, where: list[Any]) -> int:
-    stmt = (
-        sa.select(sa.func.count())
-        .select_from(Chunk)
-        .join(Document, Document.id == Chunk.document_id)
-        .where(*where)
+def _bound_count_sql(where: _Where) -> str:
+    """The candidate count, counted only up to `EXACT_MAX_ROWS + 1`: enough to choose the
+    plan, never a scan of a large org. Unfiltered, an index-only scan of (org_id,
+    embedding_model) gives an upper bound (chunks of documents not yet ready included); with
+    filters, the rows that match them."""
+    if where.filtered:
+        inner = f"SELECT 1 FROM chunk c JOIN document d ON d.id = c.document_id WHERE {where.sql}"
+    else:
+        inner = "SELECT 1 FROM chunk c WHERE c.org_id = :org AND c.embedding_model = :model"
+    return f"SELECT count(*) AS n FROM ({inner} LIMIT :bound) b"
+
+
+def _exact_sql(where: str) -> str:
+    # `+ 0` makes the ORDER BY an expression the HNSW index cannot serve: exact scan.
+    extra = ", (c.embedding <=> CAST(:vector AS vector)) + 0 AS distance, 'exact' AS plan"
+    return _FROM.format(extra=extra, where=where) + " ORDER BY distance LIMIT :limit"
+
+
+def _vector_sql(where: _Where) -> str:
+    approx = (
+        _FROM.format(
+            extra=", c.embedding <=> CAST(:vector AS vector) AS distance, 'hnsw' AS plan",
+            where=f"{where.sql} AND (SELECT n FROM n) > :max_exact",
+        )
+        + " ORDER BY c.embedding <=> CAST(:vector AS vector) LIMIT :limit"
     )
-    return int(session.scalar(stmt) or 0)
+    exact = _exact_sql(f"{where.sql} AND (SELECT n FROM n) <= :max_exact")
+    # Only the chosen branch runs: the gate is a one-time filter on the counted CTE.
+    # relaxed_order may return rows slightly out of order: re-sort by true distance.
+    return (
+        f"WITH n AS MATERIALIZED ({_bound_count_sql(where)}) "
+        "SELECT nearest.*, (SELECT n FROM n) AS candidates, "
+        "current_setting('hnsw.iterative_scan', true) AS iterative "
+        f"FROM (({exact}) UNION ALL ({approx})) nearest ORDER BY distance"
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _sql(text: str) -> Any:
+    """`sa.text(text)`, parsed once per statement shape (~1 ms of regex per search)."""
+    return sa.text(text)
+
+
+def _vector_literal(vector: list[float]) -> str:
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+
+
+#: Share of the table's pages sampled to check an HNSW result (`_missed`).
+CHECK_SAMPLE_PERCENT = 1.0
+#: ef_search of the second walk when the check finds a miss.
+HNSW_RETRY_EF_SEARCH = 1000
+_MISS_CHECK = (
+    "SELECT count(*) FROM (SELECT 1 FROM chunk c "
+    "TABLESAMPLE SYSTEM (:sample_percent) REPEATABLE (14) "
+    "WHERE c.org_id = :org AND c.embedding_model = :model "
+    "AND c.id <> ALL(CAST(:found AS uuid[])) "
+    "AND (c.embedding <=> CAST(:vector AS vector)) < :worst LIMIT 1) s"
+)
+
+
+def _missed(session: Session, where: _Where, params: dict[str, Any], rows: Sequence[Any]) -> bool:
+    """Whether a fixed random sample of the org (~1 % of the table's pages) holds a chunk
+    closer than the worst HNSW result that the result lacks: then the result is not the exact
+    top k. Cheap (a few ms), and certain to notice a walk that found the wrong region, where
+    every sampled chunk of the right one is closer. Chunks of documents not yet ready may
+    raise a false alarm, which only costs the retry."""
+    found = session.scalar(
+        _sql(_MISS_CHECK),
+        {
+            "org": where.params["org"],
+            "model": where.params["model"],
+            "vector": params["vector"],
+            "found": [str(r.id) for r in rows],
+            "worst": float(rows[-1].distance),
+            "sample_percent": CHECK_SAMPLE_PERCENT,
+        },
+    )
+    return bool(found)
 
 
 def vector_hits(
-    session: Session, vector: list[float], where: list[Any], limit: int, candidates: int
-) -> tuple[list[Hit], str]:
-    """Nearest chunks by cosine distance; exact for small candidate sets, HNSW otherwise."""
-    distance = Chunk.embedding.cosine_distance(vector)
-    if candidates <= EXACT_MAX_ROWS:
-        # `+ 0` makes the ORDER BY an expression the HNSW index cannot serve: exact scan.
-        inner = _base(where).add_columns((distance + 0).label("distance"))
-        stmt = inner.order_by(sa.text("distance")).limit(limit)
-        plan = "exact"
-    else:
-        ef = min(1000, max(200, limit * 4))
-        session.execute(sa.text(f"SET LOCAL hnsw.ef_search = {int(ef)}"))
-        session.execute(sa.text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-        session.execute(sa.text("SET LOCAL hnsw.max_scan_tuples = 200000"))
-        inner_q = (
-            (_base(where).add_columns(distance.label("distance")).order_by(distance).limit(limit))
-            .cte("nearest")
-            .prefix_with("MATERIALIZED")
-        )
-        # relaxed_order may return rows slightly out of order: re-sort by true distance.
-        stmt = sa.select(inner_q).order_by(inner_q.c.distance)
-        plan = "hnsw"
-    rows = session.execute(stmt).all()
+    session: Session, vector: list[float], where: _Where, limit: int
+) -> tuple[list[Hit], str, int]:
+    """Nearest chunks by cosine distance, in one statement: the bounded candidate count gates
+    an exact scan (up to `EXACT_MAX_ROWS`) or an HNSW iterative scan (above it).
+    Returns hits, plan and the (bounded) candidate count."""
+    params = {
+        **where.params,
+        "vector": _vector_literal(vector),
+        "limit": limit,
+        "bound": EXACT_MAX_ROWS + 1,
+        "max_exact": EXACT_MAX_ROWS,
+    }
+    rows = session.execute(_sql(_vector_sql(where)), params).all()
+    if not rows:
+        return [], "exact", 0
+    plan, candidates = str(rows[0].plan), int(rows[0].candidates)
+    if plan == "hnsw" and rows[0].iterative != "relaxed_order":
+        # A connection without the session settings: set them here and search again.
+        _settings(session, HNSW_EF_SEARCH)
+        rows = session.execute(_sql(_vector_sql(where)), params).all()
+    if plan == "hnsw" and len(rows) >= limit and _missed(session, where, params, rows):
+        # The graph walk stayed in the wrong region (seen on clustered data, issue 14): a
+        # much wider walk first, the exact scan if that misses too.
+        _settings(session, HNSW_RETRY_EF_SEARCH)
+        rows = session.execute(_sql(_vector_sql(where)), params).all()
+        plan = "hnsw-retry"
+        if len(rows) >= limit and _missed(session, where, params, rows):
+            rows = []
+    if plan.startswith("hnsw") and len(rows) < limit:
+        # The graph walk gave up (max_scan_tuples) before finding `limit` rows of this
+        # selection, or missed twice: the exact scan, whatever it costs.
+        rows = session.execute(_sql(_exact_sql(where.sql)), params).all()
+        plan = "exact-fallback"
     hits = []
     for row in rows:
         hit = _hit(row)
         hit.score = 1.0 - float(row.distance)
         hits.append(hit)
-    return hits, plan
+    return hits, plan, candidates
 
 
-def text_hits(session: Session, query: str, where: list[Any], limit: int) -> list[Hit]:
+_STRICT = "websearch_to_tsquery('english', :query)"
+_LOOSE = "CAST(replace(CAST(plainto_tsquery('english', :query) AS text), '&', '|') AS tsquery)"
+
+
+def text_hits(
+    session: Session, query: str, where: _Where, limit: int, *, strong_only: bool = False
+) -> list[Hit]:
     """Full-text matches ranked by ts_rank_cd; trigram similarity rescues short or misspelled
-    queries that full text misses."""
-    english: Any = sa.literal_column("'english'::regconfig")
-    # All terms first (web search syntax: quotes, OR, -word); then any term, so a question
-    # in plain language still finds the passages that share most of its words.
-    strict = sa.func.websearch_to_tsquery(english, query)
-    loose = sa.cast(
-        sa.func.replace(sa.cast(sa.func.plainto_tsquery(english, query), sa.Text), "&", "|"),
-        TSQUERY,
-    )
+    queries that full text misses. `strong_only` (hybrid): no any-term fill, so only chunks
+    matching every term (or, for a short query, closely matching its words) come back."""
+    params = {**where.params, "query": query, "limit": limit}
     hits: list[Hit] = []
     seen: set[uuid.UUID] = set()
-    for tsq, weight in ((strict, 1.0), (loose, 0.5)):
+    # All terms first (web search syntax: quotes, OR, -word); then any term, so a question
+    # in plain language still finds the passages that share most of its words.
+    passes = ((_STRICT, 1.0),) if strong_only else ((_STRICT, 1.0), (_LOOSE, 0.5))
+    for tsq, weight in passes:
         if len(hits) >= limit:
             break
-        rank = sa.func.ts_rank_cd(Chunk.tsv, tsq)
-        stmt = (
-            _base(where)
-            .add_columns(rank.label("rank"))
-            .where(Chunk.tsv.op("@@")(tsq))
-            .order_by(rank.desc(), Chunk.id)
-            .limit(limit)
-        )
-        for row in session.execute(stmt).all():
+        extra = f", ts_rank_cd(c.tsv, {tsq}) AS rank"
+        stmt = _FROM.format(extra=extra, where=f"{where.sql} AND c.tsv @@ {tsq}")
+        stmt += " ORDER BY rank DESC, c.id LIMIT :limit"
+        for row in session.execute(_sql(stmt), params).all():
             if row.id in seen or len(hits) >= limit:
                 continue
             seen.add(row.id)
             hit = _hit(row)
             hit.score = float(row.rank) * weight
             hits.append(hit)
-    if len(hits) < limit and len(query.split()) <= 3:
-        sim = sa.func.word_similarity(query, Chunk.text)
-        fuzzy = (
-            _base(where)
-            .add_columns(sim.label("sim"))
-            .where(sim > 0.5)
-            .order_by(sim.desc(), Chunk.id)
-            .limit(limit)
+    if len(hits) < limit and len(query.split()) <= 3 and not (strong_only and hits):
+        extra = ", word_similarity(:query, c.text) AS sim"
+        stmt = _FROM.format(
+            extra=extra, where=f"{where.sql} AND word_similarity(:query, c.text) > 0.5"
         )
-        for row in session.execute(fuzzy).all():
+        stmt += " ORDER BY sim DESC, c.id LIMIT :limit"
+        for row in session.execute(_sql(stmt), params).all():
             if row.id not in seen and len(hits) < limit:
                 seen.add(row.id)
                 hit = _hit(row)
@@ -219,51 +327,176 @@ def text_hits(session: Session, query: str, where: list[Any], limit: int) -> lis
     return hits
 
 
-def fuse(vector: list[Hit], text: list[Hit], top_k: int) -> list[Hit]:
-    """Reciprocal rank fusion (k = 60) of the two ranked lists."""
+def text_scores(session: Session, query: str, candidates: list[Hit]) -> list[Hit]:
+    """The text list of a hybrid search: the vector candidates that match every query term,
+    ranked by ts_rank_cd (for a short query with no such match, those whose words closely
+    match it, by trigram word similarity, scored below any full-text match).
+
+    Only the vector candidates are scored: under row-level security Postgres cannot use the
+    GIN index for `@@` (ts_match_vq is not leakproof, so it may not run before the policy),
+    and a full-text pass is a scan of the whole org (~250 ms at 100 000 chunks). On the
+    labelled sets, text matches outside the vector top 50 never reached the fused top 10
+    (bench/fusion_tuning.py; issue 14)."""
+    if not candidates:
+        return []
+    ids = [str(h.chunk_id) for h in candidates]
+    params = {"query": query, "ids": ids}
+    ranked: list[tuple[float, Any]] = [
+        (float(row.rank), row.id)
+        for row in session.execute(_sql(_TEXT_SCORES), params).all()
+        if row.rank is not None
+    ]
+    if not ranked and len(query.split()) <= 3:
+        ranked = [
+            (float(row.sim) * 0.1, row.id)
+            for row in session.execute(_sql(_TRIGRAM_SCORES), params).all()
+        ]
+    by_id = {h.chunk_id: h for h in candidates}
+    return [
+        Hit(**{**by_id[chunk_id].__dict__, "score": score})
+        for score, chunk_id in sorted(ranked, key=lambda p: (-p[0], str(p[1])))
+    ]
+
+
+_TEXT_SCORES = (
+    f"SELECT c.id, ts_rank_cd(c.tsv, {_STRICT}) AS rank FROM chunk c "
+    f"WHERE c.id = ANY(CAST(:ids AS uuid[])) AND c.tsv @@ {_STRICT}"
+)
+_TRIGRAM_SCORES = (
+    "SELECT c.id, word_similarity(:query, c.text) AS sim FROM chunk c "
+    "WHERE c.id = ANY(CAST(:ids AS uuid[])) AND word_similarity(:query, c.text) > 0.5"
+)
+
+
+def _entry(fused: dict[uuid.UUID, Hit], hit: Hit) -> Hit:
+    return fused.setdefault(hit.chunk_id, Hit(**{**hit.__dict__, "score": 0.0}))
+
+
+def _ranked(fused: dict[uuid.UUID, Hit], top_k: int) -> list[Hit]:
+    return sorted(fused.values(), key=lambda h: (-h.score, str(h.chunk_id)))[:top_k]
+
+
+def fuse_rrf(
+    vector: list[Hit], text: list[Hit], top_k: int, *, text_weight: float = 1.0
+) -> list[Hit]:
+    """Reciprocal rank fusion (k = 60) of the two ranked lists, the text list weighted."""
     fused: dict[uuid.UUID, Hit] = {}
     for rank, hit in enumerate(vector, start=1):
-        entry = fused.setdefault(hit.chunk_id, Hit(**{**hit.__dict__, "score": 0.0}))
+        entry = _entry(fused, hit)
         entry.vector_rank = rank
         entry.score += 1.0 / (RRF_K + rank)
     for rank, hit in enumerate(text, start=1):
-        entry = fused.setdefault(hit.chunk_id, Hit(**{**hit.__dict__, "score": 0.0}))
+        entry = _entry(fused, hit)
         entry.text_rank = rank
-        entry.score += 1.0 / (RRF_K + rank)
-    return sorted(fused.values(), key=lambda h: (-h.score, str(h.chunk_id)))[:top_k]
+        entry.score += text_weight / (RRF_K + rank)
+    return _ranked(fused, top_k)
+
+
+def _min_max(hits: list[Hit]) -> dict[uuid.UUID, float]:
+    if not hits:
+        return {}
+    top, low = max(h.score for h in hits), min(h.score for h in hits)
+    span = top - low
+    return {h.chunk_id: (h.score - low) / span if span > 0 else 1.0 for h in hits}
+
+
+def fuse_convex(vector: list[Hit], text: list[Hit], top_k: int, *, alpha: float) -> list[Hit]:
+    """Score-aware fusion: alpha * min-max(cosine) + (1 - alpha) * min-max(text rank), each
+    normalised over its own list; a chunk missing from a list gets 0 from it."""
+    fused: dict[uuid.UUID, Hit] = {}
+    for weight, hits, field_name in (
+        (alpha, vector, "vector_rank"),
+        (1 - alpha, text, "text_rank"),
+    ):
+        norm = _min_max(hits)
+        for rank, hit in enumerate(hits, start=1):
+            entry = _entry(fused, hit)
+            setattr(entry, field_name, rank)
+            entry.score += weight * norm[hit.chunk_id]
+    return _ranked(fused, top_k)
+
+
+def fuse(vector: list[Hit], text: list[Hit], top_k: int) -> list[Hit]:
+    """The hybrid ranking: score-aware convex fusion, the vector list weighted
+    `HYBRID_VECTOR_WEIGHT`, the text list holding only chunks that match every term."""
+    return fuse_convex(vector, text, top_k, alpha=HYBRID_VECTOR_WEIGHT)
+
+
+def rerank(reranker: Reranker, query: str, hits: list[Hit]) -> list[Hit]:
+    """Hits re-ordered by the reranker's score of (query, title + section + text)."""
+    passages = [
+        "\n".join(part for part in (h.title, h.section_label, h.text) if part) for h in hits
+    ]
+    scores = reranker.score(query, passages)
+    for hit, value in zip(hits, scores, strict=True):
+        hit.score = float(value)
+    return sorted(hits, key=lambda h: -h.score)
+
+
+def describe() -> dict[str, Any]:
+    """The search's tunables, for benchmark records."""
+    return {
+        "exact_max_rows": EXACT_MAX_ROWS,
+        "hnsw_ef_search": HNSW_EF_SEARCH,
+        "fusion": "convex(min-max cosine, min-max ts_rank_cd of all-terms matches)",
+        "hybrid_vector_weight": HYBRID_VECTOR_WEIGHT,
+        "fusion_depth": FUSION_DEPTH,
+    }
+
+
+def _settings(session: Session, ef_search: int) -> None:
+    """The connection's search settings (`SESSION_SETTINGS`) for this transaction only, in
+    one round trip: for a search deeper than the default ef_search allows, or a connection
+    that did not come from `db.engine.build_engine`."""
+    values = {**SESSION_SETTINGS, "hnsw.ef_search": str(ef_search)}
+    calls = [sa.func.set_config(name, value, True) for name, value in values.items()]
+    session.execute(sa.select(*calls))
 
 
 def search(session: Session, req: SearchRequest, embedder: Embedder | None = None) -> SearchResult:
     """Run one search inside a tenant session (RLS active)."""
     started = time.monotonic()
     embedder = embedder or get_embedder()
-    # Never let a cached generic plan decide between exact and HNSW.
-    session.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    reranker = None
+    if req.rerank:
+        from ragline.retrieval.rerank import get_reranker
+
+        reranker = get_reranker()
     where = _conditions(session, embedder.name, req.filters)
-    candidates = count_candidates(session, where)
-    depth = req.top_k if req.mode != "hybrid" else max(req.top_k, FUSION_DEPTH)
-    plan: dict[str, Any] = {"candidates": candidates}
+    want = req.top_k
+    if reranker is not None:
+        want = max(want, get_settings().rerank_depth)
+    depth = want if req.mode != "hybrid" else max(want, FUSION_DEPTH)
+    plan: dict[str, Any] = {}
     vec: list[Hit] = []
     txt: list[Hit] = []
-    if req.mode in ("vector", "hybrid") and candidates:
+    if req.mode in ("vector", "hybrid"):
         vector = embedder.embed([req.query], kind="query")[0]
-        vec, plan["vector"] = vector_hits(session, vector, where, depth, candidates)
-    if req.mode in ("text", "hybrid") and candidates:
+        ef_search = min(1000, max(HNSW_EF_SEARCH, depth * 4))
+        if ef_search != HNSW_EF_SEARCH:
+            _settings(session, ef_search)
+        vec, plan["vector"], plan["candidates"] = vector_hits(session, vector, where, depth)
+    if req.mode == "text":
         txt = text_hits(session, req.query, where, depth)
+    elif req.mode == "hybrid":
+        txt = text_scores(session, req.query, vec)
     if req.mode == "vector":
-        hits = vec[: req.top_k]
+        hits = vec[:want]
         for i, h in enumerate(hits, start=1):
             h.vector_rank = i
     elif req.mode == "text":
-        hits = txt[: req.top_k]
+        hits = txt[:want]
         for i, h in enumerate(hits, start=1):
             h.text_rank = i
     else:
-        hits = fuse(vec, txt, req.top_k)
-    # The guarantee: as many results as asked for, whenever the org has that many candidates
-    # (text mode returns only matching chunks, which is complete by definition).
-    want = min(req.top_k, candidates)
-    complete = len(hits) >= want if req.mode != "text" else True
-    if req.mode == "hybrid":
-        complete = len(vec) >= min(depth, candidates)
+        hits = fuse(vec, txt, want)
+    if reranker is not None and hits:
+        hits = rerank(reranker, req.query, hits)[: req.top_k]
+        plan["rerank"] = reranker.name
+    # The guarantee: as many results as asked for whenever the org has that many candidates.
+    # The exact plan returns every candidate up to the limit by construction; HNSW runs only
+    # above EXACT_MAX_ROWS (> any limit) and falls back to exact when it comes back short.
+    complete = True
+    if req.mode != "text" and str(plan.get("vector", "")).startswith("hnsw"):
+        complete = len(vec) >= depth
     return SearchResult(hits, complete, (time.monotonic() - started) * 1000, plan)

@@ -45,6 +45,7 @@ class VertexAuth:
         project = settings.vertex_project or detected_project
         if not project:
             raise ConfigurationError(f"{setting}=vertex needs VERTEX_PROJECT")
+        self.project: str = project
         location = settings.vertex_location
         base = base_url or f"https://{location}-aiplatform.googleapis.com"
         self.url = (
