@@ -85,7 +85,6 @@ def task_endpoint(stage: str) -> Callable[[Request], Response]:
     def wrapped(req: Request) -> Response:
         from ragline.core.config import get_settings
         from ragline.core.logs import add_context, bind_context, log
-        from ragline.ingest import pipeline
 
         started = time.monotonic()
         request_id = req.headers.get("X-CloudTasks-TaskName") or uuid.uuid4().hex
@@ -95,6 +94,8 @@ def task_endpoint(stage: str) -> Callable[[Request], Response]:
             if req.method != "POST":
                 raise errors.MethodNotAllowedError("task endpoints accept POST only")
             _verify_task_caller(req, stage)
+            from ragline.ingest import pipeline  # the stage's code, once the caller is known
+
             raw = parse_json(read_body(req))
             if not isinstance(raw, dict):
                 raise errors.MalformedBodyError("task body must be a JSON object")
