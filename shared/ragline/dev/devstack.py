@@ -103,6 +103,10 @@ def function_env(stack: Stack, settings: Settings, emulator_port: int) -> dict[s
             "TASK_SECRET": stack.task_secret,
             "TASK_MAX_ATTEMPTS": str(LOCAL_MAX_ATTEMPTS),
             "RAGLINE_HOME": str(settings.ragline_home.resolve()),
+            # The built MiniLM variants live in the checkout (make setup), not in RAGLINE_HOME.
+            "MINILM_MODEL_DIR": os.environ.get(
+                "MINILM_MODEL_DIR", str(repo_root() / ".ragline" / "models")
+            ),
             "PYTHONUNBUFFERED": "1",
         }
     )

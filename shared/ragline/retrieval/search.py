@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from ragline.db import tenancy
 from ragline.db.models import Chunk, Document
-from ragline.retrieval.embeddings import Embedder, get_embedder
+from ragline.retrieval.embeddings import Embedder, for_org
 
 Mode = Literal["hybrid", "vector", "text"]
 RRF_K = 60
@@ -236,7 +236,7 @@ def fuse(vector: list[Hit], text: list[Hit], top_k: int) -> list[Hit]:
 def search(session: Session, req: SearchRequest, embedder: Embedder | None = None) -> SearchResult:
     """Run one search inside a tenant session (RLS active)."""
     started = time.monotonic()
-    embedder = embedder or get_embedder()
+    embedder = embedder or for_org(session)
     # Never let a cached generic plan decide between exact and HNSW.
     session.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
     where = _conditions(session, embedder.name, req.filters)
