@@ -81,6 +81,7 @@ def task_endpoint(stage: str) -> Callable[[Request], Response]:
     from ragline.ingest import pipeline
 
     install_body_limit()
+    pipeline.preload(stage)
 
     def wrapped(req: Request) -> Response:
         started = time.monotonic()
