@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     task_service_account: str | None = Field(
         default=None, description="Service account whose OIDC token Cloud Tasks attaches"
     )
+    task_service_accounts: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON map stage -> service account whose OIDC token tasks of that stage "
+        'carry (falls back to TASK_SERVICE_ACCOUNT), e.g. {"chunk": "p-chunk-tasks@..."}',
+    )
     task_caller_service_account: str | None = Field(
         default=None,
         description="The only service account whose OIDC tokens a task endpoint accepts",

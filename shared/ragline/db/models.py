@@ -124,6 +124,10 @@ class Document(Base):
     source_uri: Mapped[str | None] = mapped_column(sa.Text)
     status: Mapped[str] = mapped_column(sa.Text, nullable=False, server_default="pending")
     error: Mapped[str | None] = mapped_column(sa.Text)
+    #: Why a document failed: stage_timeout, retries_exhausted or error (issue 16).
+    failure_reason: Mapped[str | None] = mapped_column(sa.Text)
+    #: Times `reconcile` re-enqueued the work of this document since it last started.
+    requeues: Mapped[int] = mapped_column(sa.Integer, nullable=False, server_default=sa.text("0"))
     chunk_count: Mapped[int | None] = mapped_column(sa.Integer)
     timings: Mapped[dict[str, Any]] = _jsonb()
     created_at: Mapped[datetime] = _now()

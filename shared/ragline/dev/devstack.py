@@ -28,6 +28,11 @@ from ragline.ingest.queues import STAGES, queue_name
 
 #: The emulator retries instantly (no backoff): allow enough attempts to ride out a restart.
 LOCAL_MAX_ATTEMPTS = 30
+#: Local reconcile: a document with no progress for this long gets its work re-enqueued
+#: (production: RECONCILE_STALL_S, 600 s), checked every RECONCILE_EVERY_S by a ticker that
+#: stands in for Cloud Scheduler.
+LOCAL_RECONCILE_STALL_S = 20
+RECONCILE_EVERY_S = 5
 
 
 @dataclass
@@ -102,6 +107,9 @@ def function_env(stack: Stack, settings: Settings, emulator_port: int) -> dict[s
             "TASK_AUTH": "secret",
             "TASK_SECRET": stack.task_secret,
             "TASK_MAX_ATTEMPTS": str(LOCAL_MAX_ATTEMPTS),
+            # The emulator has no backoff: a failing stage re-enqueues itself later instead.
+            "TASK_LOCAL_BACKOFF": "1",
+            "RECONCILE_STALL_S": os.environ.get("RECONCILE_STALL_S", str(LOCAL_RECONCILE_STALL_S)),
             "RAGLINE_HOME": str(settings.ragline_home.resolve()),
             # The built MiniLM variants live in the checkout (make setup), not in RAGLINE_HOME.
             "MINILM_MODEL_DIR": os.environ.get(
@@ -198,6 +206,19 @@ def start(progress: Callable[[str], None] = print) -> Stack:
         for name in names:
             _wait_port(ports[name], procs[name], name, 60)
             progress(f"function {name:<10} {stack.functions[name]}")
+        if "reconcile" in names:
+            procs["scheduler"] = _spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "ragline.dev.ticker",
+                    stack.functions["reconcile"],
+                    os.environ.get("RECONCILE_EVERY_S", str(RECONCILE_EVERY_S)),
+                ],
+                env,
+                logs / "scheduler.log",
+            )
+            progress(f"scheduler: reconcile every {RECONCILE_EVERY_S}s")
     except BaseException:
         stack.pids = {n: p.pid for n, p in procs.items()}
         stop(stack)

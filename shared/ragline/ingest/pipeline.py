@@ -379,11 +379,12 @@ def missing_work(session: Session, doc_id: uuid.UUID, tag: str) -> list[Work]:
     if chunks == 0:
         return [Work("chunk", base, f"chunk-{doc_id}-{tag}")]
     size = get_settings().embed_batch_chunks
-    batches = session.scalars(
-        sa.select(sa.distinct(Chunk.ord // size))
-        .where(Chunk.org_id == org, Chunk.document_id == doc_id, Chunk.embedding.is_(None))
-        .order_by(Chunk.ord // size)
+    missing = session.scalars(
+        sa.select(Chunk.ord).where(
+            Chunk.org_id == org, Chunk.document_id == doc_id, Chunk.embedding.is_(None)
+        )
     ).all()
+    batches = sorted({int(o) // size for o in missing})
     if batches:
         return [
             Work("embed", {**base, "batch": int(b)}, f"embed-{doc_id}-{int(b)}-{tag}")
@@ -501,31 +502,37 @@ def _retry_later(stage: str, task: TaskPayload, attempt: int) -> bool:
 
 
 def preload(stage: str) -> None:
-    """Load the embedding model in the background once the embed function's worker process
-    exists, so the first task does not pay for it (issue 16: no model load on the task path).
+    """Warm a stage function's worker in the background as soon as it exists: the stage's
+    lazy imports, one pooled database connection and, for embed, the model — so the first
+    task does not pay for them (issue 16: no model load or connection setup on the task path).
 
     functions-framework imports the source in gunicorn's master and then forks the worker: a
     thread started before the fork would leave the embedder lock held in the child for good,
-    so the load starts in the forked child (`register_at_fork`), never in the master."""
-    if stage != "embed" or get_settings().embedding_provider != "minilm":
-        return
+    so the warm-up starts in the forked child (`register_at_fork`), never in the master."""
     import os
 
-    os.register_at_fork(after_in_child=_start_preload)
+    os.register_at_fork(after_in_child=lambda: _start_preload(stage))
 
 
-def _start_preload() -> None:
+def _start_preload(stage: str) -> None:
     import threading
 
-    def load() -> None:
-        from ragline.retrieval.embeddings import get_embedder
-
+    def warm() -> None:
         try:
-            get_embedder()
-        except Exception as exc:  # the first task reports it with its own error handling
-            log("WARNING", "embedder preload failed", event="preload_failed", error=str(exc))
+            from ragline.db.engine import get_engine
 
-    threading.Thread(target=load, name="embedder-preload", daemon=True).start()
+            with get_engine().connect():
+                pass
+            if stage == "chunk":
+                import ragline.ingest.chunking  # noqa: F401
+            if stage == "embed" and get_settings().embedding_provider == "minilm":
+                from ragline.retrieval.embeddings import get_embedder
+
+                get_embedder()
+        except Exception as exc:  # the first task reports it with its own error handling
+            log("WARNING", "stage warm-up failed", event="preload_failed", error=str(exc))
+
+    threading.Thread(target=warm, name=f"{stage}-warm-up", daemon=True).start()
 
 
 def _run_inline(stage: str, payload: dict[str, Any], *, attempt: int, max_attempts: int) -> bool:

@@ -66,11 +66,11 @@ def create_task(
         "headers": headers,
         "body": json.dumps(payload).encode(),
     }
-    if settings.task_service_account and not settings.cloud_tasks_emulator_host:
-        http_request["oidc_token"] = {
-            "service_account_email": settings.task_service_account,
-            "audience": url,
-        }
+    # Each stage's queue calls with that stage's invoker identity (the only one its handler
+    # accepts): TASK_SERVICE_ACCOUNTS[stage], else TASK_SERVICE_ACCOUNT.
+    invoker = settings.task_service_accounts.get(stage) or settings.task_service_account
+    if invoker and not settings.cloud_tasks_emulator_host:
+        http_request["oidc_token"] = {"service_account_email": invoker, "audience": url}
     task: dict[str, Any] = {"name": f"{parent}/tasks/{task_name}", "http_request": http_request}
     if delay_s > 0:
         from datetime import UTC, datetime, timedelta
