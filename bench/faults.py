@@ -141,7 +141,7 @@ def run_scenario(stack: Any, name: str, n_docs: int, args: argparse.Namespace) -
     from ragline.db import engine as db
     from ragline.dev import chaos, devstack
 
-    key = new_org(f"faults-{name}-{uuid.uuid4().hex[:6]}")
+    key = new_org(f"faults-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}")
     docs = corpus(n_docs, f"{name} {uuid.uuid4().hex[:8]}")
     expected = [expected_chunks(text) for _, text in docs]
     extra: dict[str, Any] = {}

@@ -86,8 +86,9 @@ locals {
       { for s in local.stages : "TASK_CALLER_SERVICE_ACCOUNT" => google_service_account.task_invoker[s].email if s == name },
       { for k, v in { SCHEDULER_CALLER_SERVICE_ACCOUNT = local.scheduler_sa_email } : k => v if name == "retention" },
       { for k, v in { SCHEDULER_CALLER_SERVICE_ACCOUNT = local.reconcile_sa_email } : k => v if name == "reconcile" },
-      # `ragline package` copies the MiniLM tokenizer into the source root (/workspace).
-      { for k, v in { MINILM_TOKENIZER_PATH = "/workspace/minilm-tokenizer.json" } : k => v if f.embeds && local.minilm },
+      # `ragline package` copies the MiniLM tokenizer and the built int8pc model into the
+      # source root (/workspace).
+      { for k, v in { MINILM_TOKENIZER_PATH = "/workspace/minilm-tokenizer.json", MINILM_MODEL_DIR = "/workspace" } : k => v if f.embeds && local.minilm },
       { for k, v in { VERTEX_LOCATION = var.region, VERTEX_PROJECT = var.project_id } : k => v if f.embeds && local.vertex },
     )
   }
