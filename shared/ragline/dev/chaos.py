@@ -32,8 +32,15 @@ def kill_function(stack: devstack.Stack, name: str, down_s: float) -> None:
 
 
 def stop_database(stack: devstack.Stack) -> StoppedDatabase:
-    """Stop the embedded Postgres of the stack (fast shutdown), remembering its socket."""
-    pgdata = get_settings().ragline_home / "pgdata"
+    """Stop the stack's embedded Postgres (fast shutdown), remembering its socket; the data
+    directory is asked of the server itself, so a stack on a test session's server works too."""
+    import sqlalchemy as sa
+
+    from ragline.db import engine as db
+
+    with db.owner_session() as session:
+        pgdata = Path(str(session.scalar(sa.text("SHOW data_directory"))))
+    db.reset_engines()
     server = embedded.status(pgdata)
     if server is None:
         raise RuntimeError("the stack's embedded database is not running")
