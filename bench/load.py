@@ -165,11 +165,18 @@ def check_documents(stack: Any, key: str, level: Level, timeout: float) -> dict[
         time.sleep(1)
     counts = sql_counts(ids) if ids else {}
     bad = [d for d, n in level.ingested if final.get(d) != "ready" or counts.get(d) != (n, n, n)]
+    reasons: Counter[str] = Counter()
+    for doc_id in bad[:50]:
+        _, doc = http(stack.functions["documents"] + doc_id, key=key)
+        doc = doc or {}
+        reasons[f"{doc.get('status')}: {doc.get('failure_reason')}: {doc.get('error')}"[:200]] += 1
     return {
         "ingested": len(ids),
         "distinct": len(set(ids)),
         "ready": sum(s == "ready" for s in final.values()),
+        "failed": sum(s == "failed" for s in final.values()),
         "lost_or_incomplete": len(bad),
+        "why_not_ready": dict(reasons),
     }
 
 

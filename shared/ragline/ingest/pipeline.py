@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from ragline.core.config import get_settings
-from ragline.core.errors import ConfigurationError, RaglineError, TransientError
+from ragline.core.errors import ConfigurationError, QueueError, RaglineError, TransientError
 from ragline.core.logs import log
 from ragline.db import tenancy
 from ragline.db.models import Chunk, Document, Run
@@ -455,7 +455,9 @@ def run_stage(stage: str, raw: dict[str, Any], *, attempt: int, max_attempts: in
         if get_settings().fault_inject:
             _inject_fault(stage, attempt)
         return Outcome(True, _run_fairly(stage, task))
-    except TransientError as exc:
+    except (TransientError, QueueError) as exc:
+        # A successor that could not be enqueued is the queue's trouble, not the document's:
+        # retry (issue 16: under load a refused enqueue used to fail documents for good).
         error = f"{type(exc).__name__}: {exc}"
         transient = True
     except RaglineError as exc:

@@ -80,7 +80,15 @@ def create_task(
         client.create_task(parent=parent, task=task, timeout=10.0)
     except gexc.AlreadyExists:
         return  # the same task was enqueued before: success
-    except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError) as exc:
+    except (
+        gexc.ServiceUnavailable,
+        gexc.DeadlineExceeded,
+        gexc.InternalServerError,
+        gexc.TooManyRequests,  # RESOURCE_EXHAUSTED: quota or an overloaded queue
+        gexc.Aborted,
+        gexc.Cancelled,
+        gexc.Unknown,
+    ) as exc:
         raise TransientError(f"Cloud Tasks unavailable: {exc.__class__.__name__}") from exc
     except gexc.GoogleAPICallError as exc:
         raise QueueError(f"Cloud Tasks refused the task: {exc.__class__.__name__}") from exc
