@@ -222,7 +222,7 @@ def main() -> None:
     timings = [d.get("timings") or {} for d in final.values()]
     stages = {
         key: _summary([float(t[key]) for t in timings if key in t])
-        for key in ("chunk_ms", "embed_ms", "total_ms")
+        for key in ("chunk_ms", "embed_ms", "embed_model_ms", "total_ms")
     }
     pipeline_cps = chunks / elapsed
     say("embedding the same chunks in-process with the bare embedder")
@@ -267,7 +267,8 @@ def main() -> None:
             "chunk/embed/finalize functions, embedded Postgres); the end is the last "
             "document's server-side updated_at (observed_seconds: when the poller saw it)",
             "stages_ms": "from GET /<id> timings: chunk_ms and embed_ms are summed stage "
-            "handler times (embed over its batches), total_ms is created → ready per document",
+            "handler times (embed over its batches), embed_model_ms the model calls alone, "
+            "total_ms is created → ready per document",
             "bare_embedder": "same chunk texts, same batches, in-process, once before the stack "
             "started and once after it stopped; seconds = their mean",
         },
