@@ -134,7 +134,8 @@ def main() -> None:
     # Cold load: the heavy imports happen inside get_embedder, as in a function's cold start.
     start = time.perf_counter()
     from ragline.core.config import Settings
-    from ragline.retrieval.embeddings import MiniLMEmbedder, get_embedder
+    from ragline.retrieval.embeddings import get_embedder
+    from ragline.retrieval.embeddings.minilm import MiniLMEmbedder
 
     settings = Settings(embedding_provider="minilm")
     if args.batch_size:
