@@ -65,9 +65,11 @@ class Settings(BaseSettings):
         description="MiniLM weights: int8 (shipped), int8pc (per-channel, built by make setup), "
         "fp32 (reference); each stores its own model name",
     )
-    minilm_model_dir: Path = Field(
-        default=Path(".ragline") / "models",
-        description="Folder of the built MiniLM variants (ragline.dev.quantize)",
+    minilm_model_dir: Path | None = Field(
+        default=None,
+        description="Folder of the built MiniLM variants (ragline.dev.quantize); default: "
+        ".ragline/models (a checkout after make setup), else the working directory (a "
+        "function package carries the file in its root)",
     )
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr | None = None

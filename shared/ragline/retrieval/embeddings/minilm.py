@@ -67,7 +67,13 @@ def _cpu_count() -> int:
 
 def _variant_model_path(settings: Settings, variant: str) -> Path:
     """A built variant's file in MINILM_MODEL_DIR, checked against its `.sha256` companion."""
-    path = Path(settings.minilm_model_dir) / VARIANT_FILES[variant]
+    folders = (
+        [Path(settings.minilm_model_dir)]
+        if settings.minilm_model_dir is not None
+        else [Path(".ragline") / "models", Path(".")]
+    )
+    candidates = [folder / VARIANT_FILES[variant] for folder in folders]
+    path = next((c for c in candidates if c.is_file()), candidates[0])
     if not path.is_file():
         raise ConfigurationError(
             f"MINILM_VARIANT={variant}: {path} is missing; build it with "
