@@ -35,6 +35,10 @@ LOCAL_RECONCILE_STALL_S = 20
 RECONCILE_EVERY_S = 5
 
 
+#: Functions that serve queues or schedules, not users (RAGLINE_BACKGROUND_NICE applies).
+BACKGROUND_FUNCTIONS = frozenset({*STAGES, "reconcile", "retention"})
+
+
 @dataclass
 class Stack:
     functions: dict[str, str]
@@ -156,6 +160,11 @@ def start_function(
         "--host=127.0.0.1",
         f"--port={port}",
     ]
+    nice = env.get("RAGLINE_BACKGROUND_NICE", "")
+    if nice and name in BACKGROUND_FUNCTIONS:
+        # One machine stands in for separate instances: background work yields the CPU to
+        # the interactive functions, as it never competes with them in Google Cloud.
+        cmd = ["nice", "-n", str(int(nice)), *cmd]
     return _spawn(cmd, env, logs / f"{name}.log")
 
 
