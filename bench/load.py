@@ -63,7 +63,11 @@ class Level:
             self.statuses[f"{kind} {status}"] += 1
 
 
-def client(stack: Any, key: str, level: Level, until: float, kinds: tuple[str, ...]) -> None:
+def client(
+    stack: Any, keys: tuple[str, str], level: Level, until: float, kinds: tuple[str, ...]
+) -> None:
+    """One closed-loop client: searches with keys[0] (a fixed corpus), the rest with keys[1]."""
+    search_key, key = keys
     rng = random.Random()
     topics = _topics()
     while time.monotonic() < until:
@@ -71,7 +75,7 @@ def client(stack: Any, key: str, level: Level, until: float, kinds: tuple[str, .
         started = time.perf_counter()
         if kind == "search":
             body = {"query": rng.choice(QUERIES), "top_k": 5}
-            status, _ = http(stack.functions["search"], method="POST", body=body, key=key)
+            status, _ = http(stack.functions["search"], method="POST", body=body, key=search_key)
         elif kind == "ingest":
             title, text = rng.choice(topics)
             text = f"Load {uuid.uuid4().hex}.\n\n{text[:3000]}"
@@ -102,12 +106,12 @@ def _topics() -> list[tuple[str, str]]:
 
 
 def run_level(
-    stack: Any, key: str, clients: int, seconds: float, kinds: tuple[str, ...]
+    stack: Any, keys: tuple[str, str], clients: int, seconds: float, kinds: tuple[str, ...]
 ) -> tuple[Level, float]:
     level = Level()
     until = time.monotonic() + seconds
     threads = [
-        threading.Thread(target=client, args=(stack, key, level, until, kinds), daemon=True)
+        threading.Thread(target=client, args=(stack, keys, level, until, kinds), daemon=True)
         for _ in range(clients)
     ]
     started = time.monotonic()
@@ -212,7 +216,11 @@ def main() -> None:
     stack = devstack.start(progress=lambda m: say(f"  {m}"))
     levels: dict[str, Any] = {}
     try:
-        key = new_org(f"load-{uuid.uuid4().hex[:6]}")
+        # Two tenants: searches go to one of fixed size, ingests and listings to another, so
+        # every level searches the corpus of the single-client baseline (one growing org
+        # would make later levels scan more rows, not only share the machine).
+        search_key = new_org(f"load-search-{uuid.uuid4().hex[:6]}")
+        key = new_org(f"load-ingest-{uuid.uuid4().hex[:6]}")
         say("seeding 20 documents to search")
         seed = Level()
         for title, text in _topics()[:20]:
@@ -220,17 +228,19 @@ def main() -> None:
                 stack.functions["ingest"],
                 method="POST",
                 body={"title": title, "text": text},
-                key=key,
+                key=search_key,
             )
             if status in (200, 202):
                 seed.ingested.append((reply["document_id"], expected_chunks(text)))
-        check_documents(stack, key, seed, args.drain)
+        check_documents(stack, search_key, seed, args.drain)
         say(f"single-client search baseline, {args.baseline:.0f}s")
-        base, elapsed = run_level(stack, key, 1, args.baseline, ("search",))
+        base, elapsed = run_level(stack, (search_key, key), 1, args.baseline, ("search",))
         levels["1_search_only"] = summarise(base, elapsed)
         for n in args.clients:
             say(f"{n} clients, {args.duration:.0f}s of mixed traffic")
-            level, elapsed = run_level(stack, key, n, args.duration, tuple(k for k, _ in MIX))
+            level, elapsed = run_level(
+                stack, (search_key, key), n, args.duration, tuple(k for k, _ in MIX)
+            )
             levels[str(n)] = summarise(level, elapsed)
             levels[str(n)]["documents"] = check_documents(stack, key, level, args.drain)
             say(f"  {levels[str(n)]['requests_per_s']} req/s {levels[str(n)]['by_code']}")
