@@ -77,7 +77,16 @@ def variants_report(chunks: list[str], repeats: int, batch_size: int) -> dict[st
 
     from ragline.core.config import Settings
     from ragline.retrieval.embeddings import get_embedder
+    from ragline.retrieval.embeddings.minilm import VARIANT_FILES
 
+    models = Path(".ragline") / "models"
+    if not (models / VARIANT_FILES["fp32"]).is_file():
+        try:  # the reference is built on demand (needs the dev dependency `onnx`)
+            from ragline.dev.quantize import build
+
+            build(models, "fp32")
+        except Exception as exc:
+            print(f"cannot build the fp32 reference: {exc}", file=sys.stderr)
     embedders = {}
     for variant in ("fp32", "int8", "int8pc"):
         settings = Settings(

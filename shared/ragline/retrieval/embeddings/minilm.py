@@ -77,7 +77,7 @@ def _variant_model_path(settings: Settings, variant: str) -> Path:
     if not path.is_file():
         raise ConfigurationError(
             f"MINILM_VARIANT={variant}: {path} is missing; build it with "
-            f"`python -m ragline.dev.quantize --variant {variant}` (make setup does)"
+            f"`python -m ragline.dev.quantize --variant {variant}` (make setup builds int8pc)"
         )
     sums = path.with_suffix(".sha256")
     if sums.is_file():
