@@ -137,3 +137,46 @@ def test_repost_of_a_stalled_document_requeues_its_missing_work() -> None:
     assert resp.status_code == 200 and resp.json["document_id"] == doc_id
     assert _doc(tenant, doc_id)["status"] == "ready"
     assert _counts(doc_id) == (expected, expected, expected)
+
+
+def test_a_document_behind_a_moving_backlog_is_left_to_wait() -> None:
+    """While the pipeline progresses, an idle document is most likely queued behind others:
+    it is re-enqueued only after BACKLOG_FACTOR stall bounds, and not failed before
+    RECONCILE_FAIL_AFTER_S (the load bench failed waiting documents before this rule)."""
+    tenant = make_tenant("rc-backlog")
+    waiting = _ingest(tenant)
+    _ingest_other = client("ingest").post(
+        "/", json={"title": "other", "text": TEXT + " other"}, headers=tenant.headers
+    )
+    assert _ingest_other.status_code == 202  # progressed just now: the pipeline moves
+    _stall(waiting, age_s=120)
+    report = reconcile.run_reconcile(org=tenant.org_id, stall_s=60, max_requeues=3)
+    assert report.pipeline_moving and report.actions == []
+    _stall(waiting, age_s=200)  # past 3 x 60 s: its tasks may be lost
+    report = reconcile.run_reconcile(org=tenant.org_id, stall_s=60, max_requeues=3)
+    assert [a.action for a in report.actions] == ["requeued"]
+
+    _stall(waiting, age_s=200)
+    with db.owner_session() as session:
+        session.execute(
+            sa.text("UPDATE document SET requeues = 3, requeued_at = NULL WHERE id = :d"),
+            {"d": waiting},
+        )
+    kept = reconcile.run_reconcile(org=tenant.org_id, stall_s=60, fail_after_s=300)
+    assert kept.pipeline_moving and kept.actions == []
+    _stall(waiting, age_s=400)
+    failed = reconcile.run_reconcile(org=tenant.org_id, stall_s=60, fail_after_s=300)
+    assert [a.action for a in failed.actions] == ["failed"]
+    assert _doc(tenant, waiting)["failure_reason"] == "stage_timeout"
+
+
+def test_requeues_are_spaced_by_the_stall_bound() -> None:
+    tenant = make_tenant("rc-spacing")
+    doc_id = _ingest(tenant)
+    _stall(doc_id)
+    with db.owner_session() as session:  # re-enqueued a moment ago, its work still queued
+        session.execute(
+            sa.text("UPDATE document SET requeues = 1, requeued_at = now() WHERE id = :d"),
+            {"d": doc_id},
+        )
+    assert reconcile.run_reconcile(org=tenant.org_id, stall_s=60).actions == []

@@ -142,6 +142,13 @@ class Settings(BaseSettings):
     reconcile_max_requeues: int = Field(
         default=3, ge=0, description="Re-enqueues of a stalled document before it fails"
     )
+    reconcile_fail_after_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A document re-enqueued RECONCILE_MAX_REQUEUES times fails once it made no "
+        "progress for this long even while the pipeline moves (a backlog); when nothing in the "
+        "pipeline moves it fails after RECONCILE_STALL_S x (RECONCILE_MAX_REQUEUES + 1)",
+    )
     task_local_backoff: bool = Field(
         default=False,
         description="Local stack: a failed stage re-enqueues itself later (exponential backoff) "

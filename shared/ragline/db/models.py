@@ -106,6 +106,7 @@ class Document(Base):
         ),
         sa.Index("ix_document_org_id_status_created_at", "org_id", "status", "created_at"),
         sa.Index("ix_document_org_id_kind_created_at", "org_id", "kind", "created_at"),
+        sa.Index("ix_document_org_id_updated_at", "org_id", "updated_at"),
         sa.CheckConstraint(
             "status IN ('pending', 'chunking', 'embedding', 'ready', 'failed', 'deleted')",
             name="status",
@@ -128,6 +129,8 @@ class Document(Base):
     failure_reason: Mapped[str | None] = mapped_column(sa.Text)
     #: Times `reconcile` re-enqueued the work of this document since it last started.
     requeues: Mapped[int] = mapped_column(sa.Integer, nullable=False, server_default=sa.text("0"))
+    #: When reconcile last re-enqueued it (`updated_at` stays the last real progress).
+    requeued_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     chunk_count: Mapped[int | None] = mapped_column(sa.Integer)
     timings: Mapped[dict[str, Any]] = _jsonb()
     created_at: Mapped[datetime] = _now()

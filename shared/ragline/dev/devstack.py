@@ -32,6 +32,8 @@ LOCAL_MAX_ATTEMPTS = 30
 #: (production: RECONCILE_STALL_S, 600 s), checked every RECONCILE_EVERY_S by a ticker that
 #: stands in for Cloud Scheduler.
 LOCAL_RECONCILE_STALL_S = 20
+#: ... and one that made no progress for this long fails even while others progress.
+LOCAL_RECONCILE_FAIL_AFTER_S = 600
 RECONCILE_EVERY_S = 5
 
 
@@ -117,6 +119,9 @@ def function_env(stack: Stack, settings: Settings, emulator_port: int) -> dict[s
             # after this long; stages are idempotent, so an early expiry costs only fairness.
             "STAGE_LEASE_S": os.environ.get("STAGE_LEASE_S", "30"),
             "RECONCILE_STALL_S": os.environ.get("RECONCILE_STALL_S", str(LOCAL_RECONCILE_STALL_S)),
+            "RECONCILE_FAIL_AFTER_S": os.environ.get(
+                "RECONCILE_FAIL_AFTER_S", str(LOCAL_RECONCILE_FAIL_AFTER_S)
+            ),
             "RAGLINE_HOME": str(settings.ragline_home.resolve()),
             # The built MiniLM variants live in the checkout (make setup), not in RAGLINE_HOME.
             "MINILM_MODEL_DIR": os.environ.get(

@@ -67,6 +67,7 @@ def retry(session: Session, document_id: uuid.UUID) -> list[pipeline.Work]:
     doc.error = None
     doc.failure_reason = None
     doc.requeues = 0
+    doc.requeued_at = None
     doc.updated_at = sa.func.now()
     tenancy.add(
         session,

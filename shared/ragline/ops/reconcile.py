@@ -1,14 +1,18 @@
 """Reconcile: no document stays in pending/chunking/embedding for good (issue 16).
 
-A scheduled job (`functions/reconcile`, `ragline reconcile [--dry-run]`) walks every org and
-finds active documents whose `updated_at` (bumped by every stage's progress) is older than
-RECONCILE_STALL_S — or, while other documents of the org are progressing (a backlog: the
-document is waiting its turn, not lost), older than BACKLOG_FACTOR times that. Each gets
-its missing work re-enqueued (`pipeline.missing_work`: chunk, the embed batches still
-missing a vector, or finalize; the stages are idempotent, so a duplicate of work still
-queued is harmless) and `requeues + 1`, which also restarts its stall
-clock. A document already re-enqueued RECONCILE_MAX_REQUEUES times fails instead, with
-failure_reason `stage_timeout`, its ingest run failed with it.
+A scheduled job (`functions/reconcile`, `ragline reconcile [--dry-run]`) walks every org.
+`document.updated_at` is the document's last real progress (chunks written, each embed
+batch, the ready transition); reconcile never moves it (it records `requeued_at`).
+
+- While nothing progresses anywhere in the pipeline (no document of any org moved for
+  RECONCILE_STALL_S), work has been lost or a dependency is down: an active document idle
+  for RECONCILE_STALL_S gets its missing work re-enqueued (`pipeline.missing_work`: chunk,
+  the embed batches still missing a vector, or finalize; the stages are idempotent, so a
+  duplicate of work still queued is harmless), at most once per RECONCILE_STALL_S and
+  RECONCILE_MAX_REQUEUES times; then it fails with `failure_reason = stage_timeout`.
+- While the pipeline moves, an idle document is most likely waiting behind a backlog: it is
+  re-enqueued only after BACKLOG_FACTOR times RECONCILE_STALL_S (its tasks may have been lost
+  while others' were not), and fails only after RECONCILE_FAIL_AFTER_S without progress.
 
 Like retention, the org list needs the `ragline_ops` role; each org is then handled in its
 own tenant transaction, so row-level security applies.
@@ -26,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from ragline.core.config import get_settings
+from ragline.core.errors import NotFoundError
 from ragline.core.logs import log
 from ragline.db import engine as db
 from ragline.db import tenancy
@@ -70,6 +75,7 @@ class ReconcileReport:
     actions: list[Action] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    pipeline_moving: bool = False
 
     @property
     def ok(self) -> bool:
@@ -80,6 +86,7 @@ class ReconcileReport:
             "dry_run": self.dry_run,
             "stall_s": self.stall_s,
             "max_requeues": self.max_requeues,
+            "pipeline_moving": self.pipeline_moving,
             "requeued": sum(a.action == "requeued" for a in self.actions),
             "failed": sum(a.action == "failed" for a in self.actions),
             "actions": [a.to_dict() for a in self.actions],
@@ -88,9 +95,48 @@ class ReconcileReport:
         }
 
 
-def _stalled(session: Session, stall_s: float) -> list[Any]:
-    """Active documents of the session's org with no progress for `stall_s`, oldest first;
-    rows a stage holds locked right now are skipped (they are making progress)."""
+#: While the pipeline moves, a document's idle time must exceed this many stall bounds before
+#: its work is re-enqueued: it is probably queued behind others, not lost.
+BACKLOG_FACTOR = 3
+
+
+def _ago(seconds: float) -> Any:
+    return sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+
+
+def org_progressed(org_id: uuid.UUID, within_s: float) -> bool:
+    """Whether any document of the org progressed within `within_s` (an index lookup)."""
+    with tenancy.tenant_session(org_id) as session:
+        return bool(
+            session.scalar(
+                sa.select(
+                    sa.exists().where(
+                        Document.org_id == org_id, Document.updated_at >= _ago(within_s)
+                    )
+                )
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Bounds:
+    stall_s: float
+    max_requeues: int
+    fail_after_s: float
+    pipeline_moving: bool
+
+    @property
+    def idle_s(self) -> float:
+        """Idle time before a document's work is re-enqueued."""
+        return self.stall_s * (BACKLOG_FACTOR if self.pipeline_moving else 1)
+
+
+def _candidates(session: Session, bounds: Bounds) -> list[Any]:
+    """Active documents of the session's org idle past the bound and not re-enqueued within
+    it, oldest progress first; rows a stage holds locked right now are skipped."""
+    never_or_long_ago = sa.or_(
+        Document.requeued_at.is_(None), Document.requeued_at < _ago(bounds.idle_s)
+    )
     return list(
         session.execute(
             tenancy.scoped_select(
@@ -98,14 +144,14 @@ def _stalled(session: Session, stall_s: float) -> list[Any]:
                 Document,
                 Document.status.in_(pipeline.ACTIVE),
                 Document.deleted_at.is_(None),
-                Document.updated_at
-                < sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, stall_s),
+                Document.updated_at < _ago(bounds.idle_s),
+                never_or_long_ago,
             )
             .with_only_columns(
                 Document.id,
                 Document.status,
                 Document.requeues,
-                sa.extract("epoch", sa.func.now() - Document.updated_at).label("stalled_s"),
+                sa.extract("epoch", sa.func.now() - Document.updated_at).label("idle_s"),
             )
             .order_by(Document.updated_at)
             .limit(BATCH)
@@ -114,25 +160,24 @@ def _stalled(session: Session, stall_s: float) -> list[Any]:
     )
 
 
-def reconcile_org(
-    org_id: uuid.UUID, *, dry_run: bool, stall_s: float, max_requeues: int
-) -> list[Action]:
+def reconcile_org(org_id: uuid.UUID, *, dry_run: bool, bounds: Bounds) -> list[Action]:
     """Handle the stalled documents of one org (one transaction; enqueues after commit)."""
     actions: list[Action] = []
     work: list[pipeline.Work] = []
-    failed: list[Action] = []
     with tenancy.tenant_session(org_id) as session:
-        for row in _stalled(session, stall_s):
-            action = Action(org_id, row.id, row.status, round(float(row.stalled_s), 1), "requeued")
-            if row.requeues >= max_requeues:
+        for row in _candidates(session, bounds):
+            idle = round(float(row.idle_s), 1)
+            action = Action(org_id, row.id, row.status, idle, "requeued")
+            if row.requeues >= bounds.max_requeues:
+                if bounds.pipeline_moving and idle < bounds.fail_after_s:
+                    continue  # waiting its turn; its re-enqueued work is still queued
                 action.action = "failed"
                 if not dry_run:
                     message = (
-                        f"{row.status}: no progress for {action.stalled_s:.0f}s after "
+                        f"{row.status}: no progress for {idle:.0f}s after "
                         f"{row.requeues} re-enqueues"
                     )
                     pipeline.fail_document(session, row.id, "stage_timeout", message)
-                    failed.append(action)
             else:
                 tag = f"rc{row.requeues + 1}-{uuid.uuid4().hex[:8]}"
                 todo = pipeline.missing_work(session, row.id, tag)
@@ -141,11 +186,11 @@ def reconcile_org(
                     work += todo
                     session.execute(
                         tenancy.scoped_update(session, Document, Document.id == row.id).values(
-                            requeues=Document.requeues + 1, updated_at=sa.func.now()
+                            requeues=Document.requeues + 1, requeued_at=sa.func.now()
                         )
                     )
             actions.append(action)
-    # After commit: a lost enqueue leaves the document stalled, and the next run retries it.
+    # After commit: a lost enqueue leaves the document idle, and a later run retries it.
     pipeline.enqueue_work(work)
     for action in actions:
         log(
@@ -168,8 +213,10 @@ def run_reconcile(
     org: uuid.UUID | None = None,
     stall_s: float | None = None,
     max_requeues: int | None = None,
+    fail_after_s: float | None = None,
 ) -> ReconcileReport:
-    """Reconcile every org (or one); defaults from RECONCILE_STALL_S, RECONCILE_MAX_REQUEUES."""
+    """Reconcile every org (or one); defaults from RECONCILE_STALL_S, RECONCILE_MAX_REQUEUES
+    and RECONCILE_FAIL_AFTER_S. Whether the pipeline moves is judged over every org."""
     settings = get_settings()
     report = ReconcileReport(
         dry_run=dry_run,
@@ -179,15 +226,28 @@ def run_reconcile(
     started = time.monotonic()
     with Session(db.get_engine()) as session, session.begin():
         session.execute(sa.text("SET LOCAL ROLE ragline_ops"))
-        orgs = list_orgs(session, org)
+        every_org = list_orgs(session)
+    orgs = every_org if org is None else [o for o in every_org if o.id == org]
+    if org is not None and not orgs:
+        raise NotFoundError(f"no org {org}")
+    moving = False
+    for info in every_org:
+        try:
+            if org_progressed(info.id, report.stall_s):
+                moving = True
+                break
+        except Exception as exc:
+            report.errors[str(info.id)] = f"{type(exc).__name__}: {exc}"[:500]
+    report.pipeline_moving = moving
+    bounds = Bounds(
+        stall_s=report.stall_s,
+        max_requeues=report.max_requeues,
+        fail_after_s=fail_after_s if fail_after_s is not None else settings.reconcile_fail_after_s,
+        pipeline_moving=moving,
+    )
     for info in orgs:
         try:
-            report.actions += reconcile_org(
-                info.id,
-                dry_run=dry_run,
-                stall_s=report.stall_s,
-                max_requeues=report.max_requeues,
-            )
+            report.actions += reconcile_org(info.id, dry_run=dry_run, bounds=bounds)
         except Exception as exc:  # one org's trouble must not stop the others
             report.errors[str(info.id)] = f"{type(exc).__name__}: {exc}"[:500]
     report.seconds = time.monotonic() - started
