@@ -12,7 +12,15 @@ PYTEST_ARGS ?=
 
 .PHONY: setup test test-fast lint fmt demo dev dev-stop bench package clean db-stop
 
-setup: $(STAMP) $(TASKS_STAMP) $(CHECKOV_STAMP)
+MODELS := .ragline/models/all-MiniLM-L6-v2-int8pc.onnx
+
+setup: $(STAMP) $(TASKS_STAMP) $(CHECKOV_STAMP) $(MODELS)
+
+# The per-channel int8 MiniLM (the default MINILM_VARIANT), built from the installed model
+# packages: no download, no torch (shared/ragline/dev/quantize.py, issue 16).
+$(MODELS): $(STAMP) shared/ragline/dev/quantize.py
+	@echo "==> building the per-channel int8 MiniLM in .ragline/models"
+	@$(BIN)/python -m ragline.dev.quantize --out .ragline/models 2>/dev/null
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing ragline[local,dev,aws]"

@@ -13,12 +13,10 @@ resource "google_service_account" "task_invoker" {
 
 resource "google_service_account_iam_member" "task_invoker_user" {
   # Creating a task with an OIDC token requires iam.serviceAccounts.actAs on its account.
-  for_each = {
-    for name, f in local.functions : name => f.next[0] if length(f.next) > 0
-  }
-  service_account_id = google_service_account.task_invoker[each.value].name
+  for_each           = local.enqueues
+  service_account_id = google_service_account.task_invoker[each.value.stage].name
   role               = "roles/iam.serviceAccountUser"
-  member             = module.function[each.key].service_account_iam_email
+  member             = module.function[each.value.function].service_account_iam_email
   depends_on         = [google_project_service.apis]
 }
 

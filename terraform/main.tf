@@ -6,16 +6,19 @@
 locals {
   # One entry per folder in functions/ (the name is the folder, the entry point and the key).
   # public: HTTP API authenticated by ragline API keys in the app (allUsers invoker, all ingress).
-  # next: the stage this function enqueues to (it gets enqueuer on that queue and actAs on its
-  # task invoker account); embeds: it loads the embedding model.
+  # next: the stages this function enqueues to (it gets enqueuer on those queues and actAs on
+  # their task invoker accounts): the first is its successor; ingest (re-post), documents
+  # (retry) and reconcile re-enqueue a stalled document's missing work at any stage (issue 16).
+  # embeds: it loads the embedding model.
   functions = {
     answer    = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 120 }
     chunk     = { public = false, next = ["embed"], embeds = false, memory = "512M", timeout_seconds = 300 }
-    documents = { public = true, next = [], embeds = false, memory = "512M", timeout_seconds = 60 }
+    documents = { public = true, next = ["chunk", "embed", "finalize"], embeds = false, memory = "512M", timeout_seconds = 60 }
     embed     = { public = false, next = ["finalize"], embeds = true, memory = "1Gi", timeout_seconds = 540 }
     finalize  = { public = false, next = [], embeds = false, memory = "512M", timeout_seconds = 300 }
     health    = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 30 }
-    ingest    = { public = true, next = ["chunk"], embeds = false, memory = "512M", timeout_seconds = 120 }
+    ingest    = { public = true, next = ["chunk", "embed", "finalize"], embeds = false, memory = "512M", timeout_seconds = 120 }
+    reconcile = { public = false, next = ["chunk", "embed", "finalize"], embeds = false, memory = "512M", timeout_seconds = 300 }
     retention = { public = false, next = [], embeds = false, memory = "512M", timeout_seconds = 540 }
     runs      = { public = true, next = [], embeds = false, memory = "512M", timeout_seconds = 60 }
     search    = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 60 }
@@ -30,13 +33,20 @@ locals {
   # Cloud Tasks (ragline.ingest.queues) and the scheduler job call with that audience.
   # Cloud Tasks reaches ALLOW_INTERNAL_ONLY services on run.app URLs only.
   stage_urls = {
-    for s in concat(local.stages, ["retention"]) :
+    for s in concat(local.stages, ["retention", "reconcile"]) :
     s => "https://${var.prefix}-${s}-${data.google_project.this.number}.${var.region}.run.app"
   }
 
   # The scheduler job's OIDC identity, known without depending on the scheduler module
   # (which depends on the retention function): the only caller retention accepts.
   scheduler_sa_email = "${var.prefix}-retention-sched@${var.project_id}.iam.gserviceaccount.com"
+  # The same for the reconcile job (modules/scheduler names its account PREFIX-NAME-sched).
+  reconcile_sa_email = "${var.prefix}-reconcile-sched@${var.project_id}.iam.gserviceaccount.com"
+
+  # Every (function, stage it enqueues to) pair: enqueuer and actAs grants, one each.
+  enqueues = merge([
+    for name, f in local.functions : { for s in f.next : "${name}-${s}" => { function = name, stage = s } }
+  ]...)
 
   # Cloud SQL IAM user = service account email without ".gserviceaccount.com".
   db_iam_users = {
@@ -69,12 +79,16 @@ locals {
       local.common_env,
       { DB_IAM_USER = local.db_iam_users[name] },
       # OIDC identity Cloud Tasks uses to call the next stage.
-      { for s in f.next : "TASK_SERVICE_ACCOUNT" => google_service_account.task_invoker[s].email },
+      { for s in f.next : "TASK_SERVICE_ACCOUNT" => google_service_account.task_invoker[s].email if s == f.next[0] },
+      # Each queue's tasks carry the OIDC token of that stage's invoker (ragline.cloud.gcp).
+      { for k, v in { TASK_SERVICE_ACCOUNTS = jsonencode({ for s in f.next : s => google_service_account.task_invoker[s].email }) } : k => v if length(f.next) > 0 },
       # OIDC identity a task handler accepts: its own stage's invoker account.
       { for s in local.stages : "TASK_CALLER_SERVICE_ACCOUNT" => google_service_account.task_invoker[s].email if s == name },
       { for k, v in { SCHEDULER_CALLER_SERVICE_ACCOUNT = local.scheduler_sa_email } : k => v if name == "retention" },
-      # `ragline package` copies the MiniLM tokenizer into the source root (/workspace).
-      { for k, v in { MINILM_TOKENIZER_PATH = "/workspace/minilm-tokenizer.json" } : k => v if f.embeds && local.minilm },
+      { for k, v in { SCHEDULER_CALLER_SERVICE_ACCOUNT = local.reconcile_sa_email } : k => v if name == "reconcile" },
+      # `ragline package` copies the MiniLM tokenizer and the built int8pc model into the
+      # source root (/workspace).
+      { for k, v in { MINILM_TOKENIZER_PATH = "/workspace/minilm-tokenizer.json", MINILM_MODEL_DIR = "/workspace" } : k => v if f.embeds && local.minilm },
       { for k, v in { VERTEX_LOCATION = var.region, VERTEX_PROJECT = var.project_id } : k => v if f.embeds && local.vertex },
     )
   }
@@ -149,7 +163,8 @@ module "queue" {
   prefix     = var.prefix
   stage      = each.key
   config     = var.queue_config
-  # Only the previous stage may enqueue (ingest -> chunk -> embed -> finalize).
+  # The previous stage (ingest -> chunk -> embed -> finalize), plus the functions that
+  # re-enqueue a stalled document's work (ingest, documents, reconcile).
   enqueuer_service_accounts = {
     for name, f in local.functions : name => module.function[name].service_account_email
     if contains(f.next, each.key)
@@ -171,6 +186,23 @@ module "scheduler" {
   # The URL the function checks the OIDC audience against (FUNCTION_URLS["retention"]), not
   # the hash-style service_config.uri: one expression on both sides (issue 15, finding 3).
   target_url = local.stage_urls["retention"]
+
+  depends_on = [google_project_service.apis]
+}
+
+# Issue 16: every few minutes, re-enqueue the work of documents that stopped progressing, or
+# fail them (ragline.ops.reconcile); the job is idempotent.
+module "reconcile_scheduler" {
+  source = "./modules/scheduler"
+
+  project_id     = var.project_id
+  region         = var.region
+  prefix         = var.prefix
+  name           = "reconcile"
+  schedule       = var.reconcile_schedule
+  time_zone      = var.retention_time_zone
+  target_service = module.function["reconcile"].function_name
+  target_url     = local.stage_urls["reconcile"]
 
   depends_on = [google_project_service.apis]
 }

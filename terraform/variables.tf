@@ -137,9 +137,9 @@ variable "function_overrides" {
   validation {
     condition = alltrue([
       for k in keys(var.function_overrides) :
-      contains(["answer", "chunk", "documents", "embed", "finalize", "health", "ingest", "retention", "runs", "search"], k)
+      contains(["answer", "chunk", "documents", "embed", "finalize", "health", "ingest", "reconcile", "retention", "runs", "search"], k)
     ])
-    error_message = "function_overrides keys must be function names (answer, chunk, documents, embed, finalize, health, ingest, retention, runs, search)."
+    error_message = "function_overrides keys must be function names (answer, chunk, documents, embed, finalize, health, ingest, reconcile, retention, runs, search)."
   }
 }
 
@@ -197,6 +197,13 @@ variable "queue_config" {
     condition     = var.queue_config.max_attempts >= 1 && var.queue_config.max_attempts <= 100
     error_message = "queue_config.max_attempts must be between 1 and 100 (the functions get it as TASK_MAX_ATTEMPTS)."
   }
+}
+
+variable "reconcile_schedule" {
+  description = "Cron schedule (in retention_time_zone) of the reconcile job, which re-enqueues or fails documents stalled past RECONCILE_STALL_S."
+  type        = string
+  default     = "*/5 * * * *"
+  nullable    = false
 }
 
 variable "region" {

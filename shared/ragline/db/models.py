@@ -144,6 +144,7 @@ class Document(Base):
         ),
         sa.Index("ix_document_org_id_status_created_at", "org_id", "status", "created_at"),
         sa.Index("ix_document_org_id_kind_created_at", "org_id", "kind", "created_at"),
+        sa.Index("ix_document_org_id_updated_at", "org_id", "updated_at"),
         sa.CheckConstraint(_one_of(DocumentStatus), name="status"),
     )
 
@@ -159,6 +160,12 @@ class Document(Base):
     source_uri: Mapped[str | None] = mapped_column(sa.Text)
     status: Mapped[str] = mapped_column(sa.Text, nullable=False, server_default="pending")
     error: Mapped[str | None] = mapped_column(sa.Text)
+    #: Why a document failed: stage_timeout, retries_exhausted or error (issue 16).
+    failure_reason: Mapped[str | None] = mapped_column(sa.Text)
+    #: Times `reconcile` re-enqueued the work of this document since it last started.
+    requeues: Mapped[int] = mapped_column(sa.Integer, nullable=False, server_default=sa.text("0"))
+    #: When reconcile last re-enqueued it (`updated_at` stays the last real progress).
+    requeued_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     chunk_count: Mapped[int | None] = mapped_column(sa.Integer)
     timings: Mapped[dict[str, Any]] = _jsonb()
     created_at: Mapped[datetime] = _now()

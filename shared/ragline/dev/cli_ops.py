@@ -68,6 +68,43 @@ def retention_run(
         raise typer.Exit(1)
 
 
+def reconcile_command(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="report what would be done; change nothing")
+    ] = False,
+    org: Annotated[str | None, typer.Option(help="org slug or id (default: every org)")] = None,
+    stall: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="seconds without progress (RECONCILE_STALL_S)"),
+    ] = None,
+) -> None:
+    """Re-enqueue the missing work of stalled documents, or fail them (what the scheduled
+    `reconcile` function runs)."""
+    from ragline.ops import reconcile
+
+    try:
+        report = reconcile.run_reconcile(dry_run=dry_run, org=_resolve_org(org), stall_s=stall)
+    except RaglineError as exc:
+        _fail(exc.message)
+        return
+    summary = report.to_dict()
+    verb = "would be" if dry_run else "were"
+    for action in report.actions:
+        typer.echo(
+            f"{action.org_id}  {action.document_id}  {action.status:<10} "
+            f"stalled {action.stalled_s:>7.0f}s  {action.action}"
+            + (f" ({len(action.tasks)} tasks)" if action.tasks else "")
+        )
+    typer.echo(
+        f"{summary['requeued']} documents {verb} re-enqueued, {summary['failed']} {verb} "
+        f"failed (stall bound {report.stall_s:g}s, max {report.max_requeues} re-enqueues)"
+    )
+    for org_id, error in report.errors.items():
+        typer.secho(f"org {org_id}: {error}", fg=typer.colors.RED, err=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def status_command(
     org: Annotated[str | None, typer.Option(help="org slug or id (default: every org)")] = None,
 ) -> None:

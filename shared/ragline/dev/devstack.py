@@ -28,6 +28,17 @@ from ragline.ingest.queues import STAGES, queue_name
 
 #: The emulator retries instantly (no backoff): allow enough attempts to ride out a restart.
 LOCAL_MAX_ATTEMPTS = 30
+#: Local reconcile: a document with no progress for this long gets its work re-enqueued
+#: (production: RECONCILE_STALL_S, 600 s), checked every RECONCILE_EVERY_S by a ticker that
+#: stands in for Cloud Scheduler.
+LOCAL_RECONCILE_STALL_S = 20
+#: ... and one that made no progress for this long fails even while others progress.
+LOCAL_RECONCILE_FAIL_AFTER_S = 600
+RECONCILE_EVERY_S = 5
+
+
+#: Functions that serve queues or schedules, not users (RAGLINE_BACKGROUND_NICE applies).
+BACKGROUND_FUNCTIONS = frozenset({*STAGES, "reconcile", "retention"})
 
 
 @dataclass
@@ -64,7 +75,7 @@ def _emulator_bin() -> str:
     )
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout: float) -> None:
+def wait_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -102,11 +113,45 @@ def function_env(stack: Stack, settings: Settings, emulator_port: int) -> dict[s
             "TASK_AUTH": "secret",
             "TASK_SECRET": stack.task_secret,
             "TASK_MAX_ATTEMPTS": str(LOCAL_MAX_ATTEMPTS),
+            # The emulator has no backoff: a failing stage re-enqueues itself later instead.
+            "TASK_LOCAL_BACKOFF": "1",
+            # A worker killed (or a database lost) while holding a fair-share slot frees it
+            # after this long; stages are idempotent, so an early expiry costs only fairness.
+            "STAGE_LEASE_S": os.environ.get("STAGE_LEASE_S", "30"),
+            "RECONCILE_STALL_S": os.environ.get("RECONCILE_STALL_S", str(LOCAL_RECONCILE_STALL_S)),
+            "RECONCILE_FAIL_AFTER_S": os.environ.get(
+                "RECONCILE_FAIL_AFTER_S", str(LOCAL_RECONCILE_FAIL_AFTER_S)
+            ),
             "RAGLINE_HOME": str(settings.ragline_home.resolve()),
+            # The built MiniLM variants live in the checkout (make setup), not in RAGLINE_HOME.
+            "MINILM_MODEL_DIR": os.environ.get(
+                "MINILM_MODEL_DIR", str(repo_root() / ".ragline" / "models")
+            ),
             "PYTHONUNBUFFERED": "1",
         }
     )
     return env
+
+
+def start_emulator(port: int, logs: Path) -> subprocess.Popen[bytes]:
+    """The Cloud Tasks emulator on `port`, one queue per stage (its queues live in memory)."""
+    settings = get_settings()
+    queue_args: list[str] = []
+    for stage in STAGES:
+        path = f"projects/{settings.gcp_project}/locations/{settings.gcp_region}/queues/"
+        queue_args += ["-d", path + queue_name(stage, settings)]
+    return _spawn(
+        [
+            _emulator_bin(),
+            "start",
+            f"--port={port}",
+            "-q",
+            f"--max-retries={LOCAL_MAX_ATTEMPTS}",
+            *queue_args,
+        ],
+        dict(os.environ),
+        logs / "tasks-emulator.log",
+    )
 
 
 def start_function(
@@ -120,6 +165,11 @@ def start_function(
         "--host=127.0.0.1",
         f"--port={port}",
     ]
+    nice = env.get("RAGLINE_BACKGROUND_NICE", "")
+    if nice and name in BACKGROUND_FUNCTIONS:
+        # One machine stands in for separate instances: background work yields the CPU to
+        # the interactive functions, as it never competes with them in Google Cloud.
+        cmd = ["nice", "-n", str(int(nice)), *cmd]
     return _spawn(cmd, env, logs / f"{name}.log")
 
 
@@ -170,30 +220,28 @@ def start(progress: Callable[[str], None] = print) -> Stack:
     )
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        queue_args: list[str] = []
-        for stage in STAGES:
-            path = f"projects/{settings.gcp_project}/locations/{settings.gcp_region}/queues/"
-            queue_args += ["-d", path + queue_name(stage, settings)]
         progress(f"Cloud Tasks emulator on :{emulator_port} ({len(STAGES)} queues)")
-        procs["tasks-emulator"] = _spawn(
-            [
-                _emulator_bin(),
-                "start",
-                f"--port={emulator_port}",
-                "-q",
-                f"--max-retries={LOCAL_MAX_ATTEMPTS}",
-                *queue_args,
-            ],
-            dict(os.environ),
-            logs / "tasks-emulator.log",
-        )
+        procs["tasks-emulator"] = start_emulator(emulator_port, logs)
         env = function_env(stack, settings, emulator_port)
         for name in names:
             procs[name] = start_function(name, ports[name], env, logs)
-        _wait_port(emulator_port, procs["tasks-emulator"], "tasks-emulator", 30)
+        wait_port(emulator_port, procs["tasks-emulator"], "tasks-emulator", 30)
         for name in names:
-            _wait_port(ports[name], procs[name], name, 60)
+            wait_port(ports[name], procs[name], name, 60)
             progress(f"function {name:<10} {stack.functions[name]}")
+        if "reconcile" in names:
+            procs["scheduler"] = _spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "ragline.dev.ticker",
+                    stack.functions["reconcile"],
+                    os.environ.get("RECONCILE_EVERY_S", str(RECONCILE_EVERY_S)),
+                ],
+                env,
+                logs / "scheduler.log",
+            )
+            progress(f"scheduler: reconcile every {RECONCILE_EVERY_S}s")
     except BaseException:
         stack.pids = {n: p.pid for n, p in procs.items()}
         stop(stack)
@@ -283,6 +331,6 @@ def restart_function(
     emulator_port = int(stack.emulator.rsplit(":", 1)[1])
     env = function_env(stack, settings, emulator_port) | (extra_env or {})
     proc = start_function(name, port, env, settings.ragline_home / "logs")
-    _wait_port(port, proc, name, 60)
+    wait_port(port, proc, name, 60)
     stack.pids[name] = proc.pid
     state_file(settings).write_text(json.dumps(asdict(stack), indent=2))

@@ -57,7 +57,8 @@ def start(pgdata: Path, *, cleanup_mode: str | None = None) -> EmbeddedServer:
     )
 
 
-def _bin(name: str) -> Path:
+def bin_path(name: str) -> Path:
+    """A binary of the bundled PostgreSQL (pg_ctl, initdb, …)."""
     return Path(_pgserver().__file__).parent / "pginstall" / "bin" / name
 
 
@@ -82,7 +83,7 @@ def stop(pgdata: Path) -> bool:
     if status(pgdata) is None:
         return False
     # pgserver runs postgres as the `pgserver` user when we are root.
-    cmd = [str(_bin("pg_ctl")), "-D", str(pgdata.resolve()), "-m", "fast", "-w", "stop"]
+    cmd = [str(bin_path("pg_ctl")), "-D", str(pgdata.resolve()), "-m", "fast", "-w", "stop"]
     if os.geteuid() == 0:
         cmd = ["su", "-s", "/bin/sh", "pgserver", "-c", " ".join(cmd)]
     subprocess.run(cmd, check=False, capture_output=True, timeout=60)

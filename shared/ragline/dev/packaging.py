@@ -174,6 +174,24 @@ def _readme(name: str, embeds: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Where `make setup` builds the MiniLM variants (ragline.dev.quantize); a package carries
+#: them in its root, and MINILM_MODEL_DIR=/workspace (Terraform) points there.
+BUILT_MODELS = Path(".ragline") / "models"
+MODEL_DIR_ENV = "MINILM_MODEL_DIR"
+
+
+def _copy_built_models(repo_root: Path, target: Path) -> None:
+    """The per-channel MiniLM (and its sha256) into a package that embeds, when built."""
+    from ragline.retrieval.embeddings.minilm import VARIANT_FILES
+
+    source = repo_root / BUILT_MODELS / VARIANT_FILES["int8pc"]
+    if source.is_file():
+        shutil.copyfile(source, target / source.name)
+        sums = source.with_suffix(".sha256")
+        if sums.is_file():
+            shutil.copyfile(sums, target / sums.name)
+
+
 def _check_out_dir(repo_root: Path, out_dir: Path) -> None:
     out = out_dir.resolve()
     for source in (repo_root / "functions", repo_root / "shared"):
@@ -249,6 +267,7 @@ def build_packages(
         )
         if embeds and tokenizer is not None:
             shutil.copyfile(tokenizer, target / TOKENIZER_FILENAME)
+            _copy_built_models(repo_root, target)
         (target / "README.md").write_text(_readme(name, embeds), encoding="utf-8")
         built.append(target)
     return built

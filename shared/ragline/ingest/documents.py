@@ -149,6 +149,7 @@ def describe(session: Session, doc: Document, *, detail: bool = False) -> dict[s
         "source_uri": doc.source_uri,
         "chunk_count": doc.chunk_count,
         "error": doc.error,
+        "failure_reason": doc.failure_reason,
         "created_at": doc.created_at.isoformat(),
         "updated_at": doc.updated_at.isoformat(),
     }

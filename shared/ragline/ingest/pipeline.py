@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from ragline.core.config import get_settings
-from ragline.core.errors import ConfigurationError, RaglineError, TransientError
+from ragline.core.errors import ConfigurationError, QueueError, RaglineError, TransientError
 from ragline.core.logs import log
 from ragline.db import tenancy
 from ragline.db.models import Chunk, Document, Run
@@ -36,6 +36,9 @@ class TaskPayload(BaseModel):
     org_id: uuid.UUID
     document_id: uuid.UUID
     batch: int | None = Field(default=None, ge=0)
+    #: Attempts already made (TASK_LOCAL_BACKOFF re-enqueues carry it: a new task's
+    #: X-CloudTasks-TaskRetryCount starts at 0 again).
+    attempt: int | None = Field(default=None, ge=0, le=1000)
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,22 @@ def _ms(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
 
 
-def _add_timing(doc_id: uuid.UUID, key: str, ms: float) -> Any:
-    """An UPDATE fragment adding `ms` to `timings[key]` atomically."""
-    current = sa.func.coalesce(Document.timings[key].astext.cast(sa.Float), 0.0)
-    return Document.timings.op("||")(sa.func.jsonb_build_object(key, current + ms))
+def _add_timing(doc_id: uuid.UUID, key: str, ms: float, **more: float) -> Any:
+    """An UPDATE fragment adding `ms` to `timings[key]` (and each of `more`) atomically."""
+    args: list[Any] = []
+    for name, value in {key: ms, **more}.items():
+        current = sa.func.coalesce(Document.timings[name].astext.cast(sa.Float), 0.0)
+        args += [name, current + value]
+    return Document.timings.op("||")(sa.func.jsonb_build_object(*args))
+
+
+def _async_commit(session: Session) -> None:
+    """A stage's write transaction commits without waiting for the WAL flush (one fsync, ~10 ms
+    of every task on a busy machine, issue 16). A database crash may then lose the last few
+    hundred milliseconds of stage commits, atomically and in order: the document is left
+    behind where it was, its task already acknowledged, and `reconcile` re-enqueues the lost
+    work. The ingest request itself (what a client was told) stays synchronous."""
+    session.execute(sa.text("SET LOCAL synchronous_commit = off"))
 
 
 def _locked_doc(session: Session, doc_id: uuid.UUID) -> Document | None:
@@ -103,6 +118,7 @@ def chunk(task: TaskPayload) -> None:
             for p in pieces
         ]
     with tenancy.tenant_session(task.org_id) as session:
+        _async_commit(session)
         doc = _locked_doc(session, task.document_id)
         if doc is None or doc.status not in ACTIVE:
             return
@@ -134,16 +150,25 @@ def chunk(task: TaskPayload) -> None:
 
 
 def embed(task: TaskPayload) -> None:
-    """Embed one batch of chunks, writing only missing vectors; enqueue finalize when done."""
-    from ragline.retrieval.embeddings import get_embedder
+    """Embed one batch of chunks, writing only missing vectors; the task that writes the last
+    missing vector also completes the document (same transaction), else finalize is queued.
+
+    Per batch: one read transaction, the model run outside any transaction, and one write
+    transaction (row lock, one multi-row UPDATE of the vectors, timings, the completeness
+    check and, when nothing is missing, the ready transition)."""
+    from ragline.retrieval.embeddings import for_org
 
     settings = get_settings()
     size = settings.embed_batch_chunks
     batch = task.batch or 0
     started = time.monotonic()
     with tenancy.tenant_session(task.org_id) as session:
-        doc = tenancy.get(session, Document, task.document_id)
-        if doc is None or doc.status != "embedding":
+        status = session.scalar(
+            tenancy.scoped_select(
+                session, Document, Document.id == task.document_id
+            ).with_only_columns(Document.status)
+        )
+        if status != "embedding":
             return
         todo = session.execute(
             tenancy.scoped_select(
@@ -157,35 +182,64 @@ def embed(task: TaskPayload) -> None:
             .with_only_columns(Chunk.id, Chunk.text)
             .order_by(Chunk.ord)
         ).all()
-    if todo:
+        embedder = for_org(session, settings) if todo else None
+    vectors: list[list[float]] = []
+    model_ms = 0.0
+    if embedder is not None:
         # The model runs outside any transaction: no locks held while computing.
-        embedder = get_embedder(settings)
+        model_started = time.monotonic()
         vectors = embedder.embed([t.text for t in todo], kind="document")
-        with tenancy.tenant_session(task.org_id) as session:
-            table = cast(sa.Table, Chunk.__table__)
-            # Core executemany (not ORM bulk-by-primary-key): guarded by `embedding IS NULL`
-            # so a duplicate delivery never overwrites a vector.
-            session.connection().execute(
-                sa.update(table)
-                .where(
-                    table.c.org_id == task.org_id,
-                    table.c.id == sa.bindparam("cid"),
-                    table.c.embedding.is_(None),
-                )
-                .values(embedding=sa.bindparam("vec"), embedding_model=embedder.name),
-                [{"cid": t.id, "vec": v} for t, v in zip(todo, vectors, strict=True)],
+        model_ms = _ms(model_started)
+    with tenancy.tenant_session(task.org_id) as session:
+        _async_commit(session)
+        doc = _locked_doc(session, task.document_id)  # serialises a document's writers
+        if doc is None or doc.status != "embedding":
+            return
+        if embedder is not None:
+            # One statement for the whole batch, guarded by `embedding IS NULL` so that a
+            # duplicate delivery never overwrites a vector.
+            session.execute(
+                _WRITE_VECTORS,
+                {
+                    "org": task.org_id,
+                    "model": embedder.name,
+                    "ids": [str(t.id) for t in todo],
+                    "vecs": [_vector_literal(v) for v in vectors],
+                },
             )
             session.execute(
                 tenancy.scoped_update(session, Document, Document.id == task.document_id).values(
-                    timings=_add_timing(task.document_id, "embed_ms", _ms(started))
+                    # embed_ms: the whole stage (reads, model, vector write); embed_model_ms:
+                    # the model alone (bench/ingest.py compares it with the bare embedder).
+                    timings=_add_timing(
+                        task.document_id, "embed_ms", _ms(started), embed_model_ms=model_ms
+                    ),
+                    updated_at=sa.func.now(),  # progress: reconcile measures stalls from it
                 )
             )
-    with tenancy.tenant_session(task.org_id) as session:
+        # Under the row lock, this statement sees every other batch's committed vectors.
         missing = tenancy.count(
             session, Chunk, Chunk.document_id == task.document_id, Chunk.embedding.is_(None)
         )
-    if missing == 0:
+        done = missing == 0 and _complete(session, doc)
+    if done:
+        _log_ready(task, doc.chunk_count or 0)
+    elif missing == 0:
         _enqueue_finalize(task)
+
+
+_WRITE_VECTORS = sa.text(
+    """
+    UPDATE chunk AS c SET embedding = CAST(v.vec AS vector), embedding_model = :model
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:vecs AS text[])) AS v(id, vec)
+    WHERE c.org_id = :org AND c.id = v.id AND c.embedding IS NULL
+    """
+)
+
+
+def _vector_literal(vector: list[float]) -> str:
+    """pgvector's text form; 9 significant digits round-trip a float32 exactly."""
+    return "[" + ",".join(f"{x:.9g}" for x in vector) + "]"
 
 
 def _enqueue_finalize(task: TaskPayload) -> None:
@@ -196,64 +250,75 @@ def _enqueue_finalize(task: TaskPayload) -> None:
     )
 
 
-def finalize(task: TaskPayload) -> None:
-    """Verify every chunk is there and embedded, then mark the document ready (once)."""
-    with tenancy.tenant_session(task.org_id) as session:
-        doc = _locked_doc(session, task.document_id)
-        if doc is None or doc.status != "embedding":
-            return
-        total, embedded, lo, hi = session.execute(
-            sa.select(
-                sa.func.count(),
-                sa.func.count(Chunk.embedding),
-                sa.func.min(Chunk.ord),
-                sa.func.max(Chunk.ord),
-            ).where(Chunk.org_id == task.org_id, Chunk.document_id == doc.id)
-        ).one()
-        expected = doc.chunk_count or 0
-        contiguous = total == 0 or (lo == 0 and hi == total - 1)
-        if total != expected or embedded != total or not contiguous:
-            raise TransientError(
-                f"document not complete: {embedded}/{total} embedded, {expected} expected"
-            )
-        ingested = session.scalar(
-            sa.select(sa.extract("epoch", sa.func.now() - Document.created_at)).where(
-                Document.id == doc.id
-            )
+def _complete(session: Session, doc: Document) -> bool:
+    """With the document row locked: when every expected chunk is there (ords contiguous) and
+    embedded, mark it ready and its ingest run succeeded; False (nothing changed) otherwise."""
+    total, embedded, lo, hi = session.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.count(Chunk.embedding),
+            sa.func.min(Chunk.ord),
+            sa.func.max(Chunk.ord),
+        ).where(Chunk.org_id == doc.org_id, Chunk.document_id == doc.id)
+    ).one()
+    expected = doc.chunk_count or 0
+    contiguous = total == 0 or (lo == 0 and hi == total - 1)
+    if total != expected or embedded != total or not contiguous:
+        return False
+    ingested = session.scalar(
+        sa.select(sa.extract("epoch", sa.func.now() - Document.created_at)).where(
+            Document.id == doc.id
         )
-        total_ms = round(float(ingested or 0) * 1000, 1)
-        doc.status = "ready"
-        doc.error = None
-        doc.updated_at = sa.func.now()
-        session.flush()
-        session.execute(
-            tenancy.scoped_update(session, Document, Document.id == doc.id).values(
-                timings=Document.timings.op("||")(sa.func.jsonb_build_object("total_ms", total_ms))
-            )
+    )
+    total_ms = round(float(ingested or 0) * 1000, 1)
+    doc.status = "ready"
+    doc.error = None
+    doc.updated_at = sa.func.now()
+    session.flush()
+    session.execute(
+        tenancy.scoped_update(session, Document, Document.id == doc.id).values(
+            timings=Document.timings.op("||")(sa.func.jsonb_build_object("total_ms", total_ms))
         )
-        session.refresh(doc)
-        session.execute(
-            tenancy.scoped_update(
-                session,
-                Run,
-                Run.document_id == doc.id,
-                Run.kind == "ingest",
-                Run.status == "running",
-            ).values(
-                status="succeeded",
-                finished_at=sa.func.now(),
-                updated_at=sa.func.now(),
-                state={"chunks": total, "timings": doc.timings},
-            )
+    )
+    session.refresh(doc)
+    session.execute(
+        tenancy.scoped_update(
+            session,
+            Run,
+            Run.document_id == doc.id,
+            Run.kind == "ingest",
+            Run.status == "running",
+        ).values(
+            status="succeeded",
+            finished_at=sa.func.now(),
+            updated_at=sa.func.now(),
+            state={"chunks": total, "timings": doc.timings},
         )
+    )
+    return True
+
+
+def _log_ready(task: TaskPayload, chunks: int) -> None:
     log(
         "INFO",
         "document ready",
         event="document_ready",
         org_id=task.org_id,
         document_id=task.document_id,
-        chunks=total,
+        chunks=chunks,
     )
+
+
+def finalize(task: TaskPayload) -> None:
+    """Verify every chunk is there and embedded, then mark the document ready (once)."""
+    with tenancy.tenant_session(task.org_id) as session:
+        doc = _locked_doc(session, task.document_id)
+        if doc is None or doc.status != "embedding":
+            return
+        if not _complete(session, doc):
+            raise TransientError("document not complete: chunks missing or not embedded")
+        chunks = doc.chunk_count or 0
+    _log_ready(task, chunks)
 
 
 HANDLERS: dict[str, Callable[[TaskPayload], None]] = {
@@ -266,27 +331,43 @@ HANDLERS: dict[str, Callable[[TaskPayload], None]] = {
 # --- the runner ----------------------------------------------------------------------------
 
 
-def mark_failed(task: TaskPayload, stage: str, error: str) -> None:
+#: Why a document failed (`document.failure_reason`).
+FailureReason = Literal["stage_timeout", "retries_exhausted", "error"]
+
+
+def fail_document(session: Session, doc_id: uuid.UUID, reason: FailureReason, message: str) -> bool:
+    """With a tenant session: an active document becomes failed (reason, message) and its
+    running ingest run fails with it; False when it was not active (nothing changed)."""
+    message = message[:2000]
+    failed = session.execute(
+        tenancy.scoped_update(session, Document, Document.id == doc_id, Document.status.in_(ACTIVE))
+        .values(status="failed", error=message, failure_reason=reason, updated_at=sa.func.now())
+        .returning(Document.id)
+    ).first()
+    if failed is None:
+        return False
+    session.execute(
+        tenancy.scoped_update(
+            session,
+            Run,
+            Run.document_id == doc_id,
+            Run.kind == "ingest",
+            Run.status == "running",
+        ).values(
+            status="failed",
+            error=f"{reason}: {message}"[:2000],
+            finished_at=sa.func.now(),
+            updated_at=sa.func.now(),
+        )
+    )
+    return True
+
+
+def mark_failed(task: TaskPayload, stage: str, error: str, reason: FailureReason = "error") -> None:
     """Record a permanent failure on the document and its ingest run."""
     with tenancy.tenant_session(task.org_id) as session:
-        doc = _locked_doc(session, task.document_id)
-        if doc is None or doc.status not in ACTIVE:
+        if not fail_document(session, task.document_id, reason, f"{stage}: {error}"):
             return
-        message = f"{stage}: {error}"[:2000]
-        doc.status = "failed"
-        doc.error = message
-        doc.updated_at = sa.func.now()
-        session.execute(
-            tenancy.scoped_update(
-                session,
-                Run,
-                Run.document_id == doc.id,
-                Run.kind == "ingest",
-                Run.status == "running",
-            ).values(
-                status="failed", error=message, finished_at=sa.func.now(), updated_at=sa.func.now()
-            )
-        )
     log(
         "ERROR",
         "document failed",
@@ -294,8 +375,48 @@ def mark_failed(task: TaskPayload, stage: str, error: str) -> None:
         org_id=task.org_id,
         document_id=task.document_id,
         stage=stage,
+        reason=reason,
         error=error[:500],
     )
+
+
+@dataclass(frozen=True)
+class Work:
+    """One task to enqueue (after the transaction that decided it commits)."""
+
+    stage: str
+    payload: dict[str, Any]
+    name: str
+
+
+def missing_work(session: Session, doc_id: uuid.UUID, tag: str) -> list[Work]:
+    """The tasks that move a document on from its first unfinished stage: chunk when it has
+    no chunks, embed for each batch with a missing vector, else finalize. Every stage is
+    idempotent, so enqueuing work that is already queued or running is harmless. `tag` makes
+    the task names fresh (Cloud Tasks refuses a name reused within about an hour)."""
+    org = tenancy.current_org(session)
+    base: dict[str, Any] = {"org_id": str(org), "document_id": str(doc_id)}
+    chunks = tenancy.count(session, Chunk, Chunk.document_id == doc_id)
+    if chunks == 0:
+        return [Work("chunk", base, f"chunk-{doc_id}-{tag}")]
+    size = get_settings().embed_batch_chunks
+    missing = session.scalars(
+        sa.select(Chunk.ord).where(
+            Chunk.org_id == org, Chunk.document_id == doc_id, Chunk.embedding.is_(None)
+        )
+    ).all()
+    batches = sorted({int(o) // size for o in missing})
+    if batches:
+        return [
+            Work("embed", {**base, "batch": int(b)}, f"embed-{doc_id}-{int(b)}-{tag}")
+            for b in batches
+        ]
+    return [Work("finalize", base, f"finalize-{doc_id}-{tag}")]
+
+
+def enqueue_work(work: list[Work]) -> None:
+    for item in work:
+        queues.enqueue(item.stage, item.payload, item.name)
 
 
 def _inject_fault(stage: str, attempt: int) -> None:
@@ -339,11 +460,14 @@ def _run_fairly(stage: str, task: TaskPayload) -> str:
 def run_stage(stage: str, raw: dict[str, Any], *, attempt: int, max_attempts: int) -> Outcome:
     """Run one delivery of a stage task and say whether the queue should retry it."""
     task = TaskPayload.model_validate(raw)
+    attempt = max(attempt, task.attempt or 0)
     try:
         if get_settings().fault_inject:
             _inject_fault(stage, attempt)
         return Outcome(True, _run_fairly(stage, task))
-    except TransientError as exc:
+    except (TransientError, QueueError) as exc:
+        # A successor that could not be enqueued is the queue's trouble, not the document's:
+        # retry (issue 16: under load a refused enqueue used to fail documents for good).
         error = f"{type(exc).__name__}: {exc}"
         transient = True
     except RaglineError as exc:
@@ -364,9 +488,66 @@ def run_stage(stage: str, raw: dict[str, Any], *, attempt: int, max_attempts: in
         error=error[:500],
     )
     if transient and not last:
+        if _retry_later(stage, task, attempt):
+            return Outcome(True, f"retry {attempt + 1} scheduled: {error}")
         return Outcome(False, error)
-    mark_failed(task, stage, error)
+    # The dead-letter signal: the last attempt (or a permanent error) fails the document and
+    # logs `document_failed` (a log-based metric alerts on it). If the database is down even
+    # for this, the exception answers 503 and reconcile fails the document later.
+    mark_failed(task, stage, error, "retries_exhausted" if transient else "error")
     return Outcome(True, f"failed permanently: {error}")
+
+
+def backoff_s(attempt: int) -> float:
+    """Delay before retry `attempt + 1`: doubling from TASK_MIN_BACKOFF_S, capped, like a
+    Cloud Tasks queue's retry_config (min_backoff, max_backoff, doublings)."""
+    settings = get_settings()
+    return float(
+        min(settings.task_max_backoff_s, settings.task_min_backoff_s * 2 ** min(attempt, 20))
+    )
+
+
+def _retry_later(stage: str, task: TaskPayload, attempt: int) -> bool:
+    """TASK_LOCAL_BACKOFF (the local stack): the emulator retries a failed task at once, ~10
+    times a second, so a stage failing during a short outage would burn its attempts in
+    seconds. Instead the task re-enqueues itself `backoff_s(attempt)` later, carrying its
+    attempt count, and is acknowledged. False (answer 503, let the queue retry) when that is
+    off or the enqueue itself fails."""
+    if not get_settings().task_local_backoff or not queues.can_defer():
+        return False
+    payload = task.model_dump(mode="json", exclude_none=True) | {"attempt": attempt + 1}
+    name = f"{stage}-{task.document_id}-{task.batch or 0}-a{attempt + 1}-{uuid.uuid4().hex[:8]}"
+    try:
+        queues.enqueue(stage, payload, name, delay_s=backoff_s(attempt))
+    except Exception:  # the queue is away too: fall back on its own retry
+        return False
+    return True
+
+
+def start_preload(stage: str) -> None:
+    """Warm a stage function's worker in a daemon thread: the stage's lazy imports, one pooled
+    database connection and, for embed, the model, so the first task does not pay for them
+    (issue 16). Called in the forked gunicorn worker (`ragline.api.tasks` registers it with
+    `os.register_at_fork`): a thread started in the master before the fork would leave the
+    embedder lock held in the child for good."""
+    import threading
+
+    def warm() -> None:
+        try:
+            from ragline.db.engine import get_engine
+
+            with get_engine().connect():
+                pass
+            if stage == "chunk":
+                import ragline.ingest.chunking  # noqa: F401
+            if stage == "embed" and get_settings().embedding_provider == "minilm":
+                from ragline.retrieval.embeddings import get_embedder
+
+                get_embedder()
+        except Exception as exc:  # the first task reports it with its own error handling
+            log("WARNING", "stage warm-up failed", event="preload_failed", error=str(exc))
+
+    threading.Thread(target=warm, name=f"{stage}-warm-up", daemon=True).start()
 
 
 def _run_inline(stage: str, payload: dict[str, Any], *, attempt: int, max_attempts: int) -> bool:

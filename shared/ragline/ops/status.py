@@ -55,6 +55,7 @@ class FailedDocument:
     title: str
     error: str | None
     updated_at: datetime
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ def collect_status(
             Document.id,
             Document.title,
             Document.error,
+            Document.failure_reason,
             Document.updated_at,
             sa.func.row_number()
             .over(
@@ -147,7 +149,7 @@ def collect_status(
         .order_by(ranked.c.org_id, ranked.c.rank)
     ):
         by_org[row.org_id].failed.append(
-            FailedDocument(row.id, row.title, row.error, row.updated_at)
+            FailedDocument(row.id, row.title, row.error, row.updated_at, row.failure_reason)
         )
 
     age = sa.extract("epoch", sa.func.now() - Document.created_at)
@@ -250,11 +252,17 @@ def format_status(report: StatusReport) -> str:
         out += ["", *_table(headers, pending_rows, left=5)]
 
     failed_rows = [
-        [o.slug, str(f.id), f"{f.updated_at:%Y-%m-%d %H:%M}", _short(f.error, 60)]
+        [
+            o.slug,
+            str(f.id),
+            f"{f.updated_at:%Y-%m-%d %H:%M}",
+            f.reason or "-",
+            _short(f.error, 60),
+        ]
         for o in report.orgs
         for f in o.failed
     ]
     if failed_rows:
-        headers = ["ORG", "LATEST FAILED DOCUMENTS", "UPDATED", "LAST ERROR"]
-        out += ["", *_table(headers, failed_rows, left=4)]
+        headers = ["ORG", "LATEST FAILED DOCUMENTS", "UPDATED", "REASON", "LAST ERROR"]
+        out += ["", *_table(headers, failed_rows, left=5)]
     return "\n".join(out)

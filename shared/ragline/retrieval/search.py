@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from ragline.core.config import get_settings
 from ragline.db import tenancy
 from ragline.db.engine import SESSION_SETTINGS
-from ragline.retrieval.embeddings import Embedder, get_embedder
+from ragline.retrieval.embeddings import Embedder, for_org
 
 if TYPE_CHECKING:
     from ragline.retrieval.rerank import Reranker
@@ -456,7 +456,7 @@ def _settings(session: Session, ef_search: int) -> None:
 def search(session: Session, req: SearchRequest, embedder: Embedder | None = None) -> SearchResult:
     """Run one search inside a tenant session (RLS active)."""
     started = time.monotonic()
-    embedder = embedder or get_embedder()
+    embedder = embedder or for_org(session)
     reranker = None
     if req.rerank:
         from ragline.retrieval.rerank import get_reranker

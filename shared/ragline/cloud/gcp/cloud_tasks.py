@@ -66,11 +66,11 @@ def create_task(
         "headers": headers,
         "body": json.dumps(payload).encode(),
     }
-    if settings.task_service_account and not settings.cloud_tasks_emulator_host:
-        http_request["oidc_token"] = {
-            "service_account_email": settings.task_service_account,
-            "audience": url,
-        }
+    # Each stage's queue calls with that stage's invoker identity (the only one its handler
+    # accepts): TASK_SERVICE_ACCOUNTS[stage], else TASK_SERVICE_ACCOUNT.
+    invoker = settings.task_service_accounts.get(stage) or settings.task_service_account
+    if invoker and not settings.cloud_tasks_emulator_host:
+        http_request["oidc_token"] = {"service_account_email": invoker, "audience": url}
     task: dict[str, Any] = {"name": f"{parent}/tasks/{task_name}", "http_request": http_request}
     if delay_s > 0:
         from datetime import UTC, datetime, timedelta
@@ -80,7 +80,15 @@ def create_task(
         client.create_task(parent=parent, task=task, timeout=10.0)
     except gexc.AlreadyExists:
         return  # the same task was enqueued before: success
-    except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError) as exc:
+    except (
+        gexc.ServiceUnavailable,
+        gexc.DeadlineExceeded,
+        gexc.InternalServerError,
+        gexc.TooManyRequests,  # RESOURCE_EXHAUSTED: quota or an overloaded queue
+        gexc.Aborted,
+        gexc.Cancelled,
+        gexc.Unknown,
+    ) as exc:
         raise TransientError(f"Cloud Tasks unavailable: {exc.__class__.__name__}") from exc
     except gexc.GoogleAPICallError as exc:
         raise QueueError(f"Cloud Tasks refused the task: {exc.__class__.__name__}") from exc

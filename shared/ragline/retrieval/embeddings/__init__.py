@@ -13,12 +13,15 @@ import hashlib
 import importlib
 import threading
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from ragline.core.config import Settings, get_settings
 from ragline.core.errors import ConfigurationError
 
-__all__ = ["PROVIDERS", "EmbedKind", "Embedder", "get_embedder", "reset_embedders"]
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+__all__ = ["PROVIDERS", "EmbedKind", "Embedder", "for_org", "get_embedder", "reset_embedders"]
 
 EmbedKind = Literal["document", "query"]
 
@@ -54,6 +57,36 @@ def get_embedder(settings: Settings | None = None) -> Embedder:
     return embedder
 
 
+def for_org(session: Session, settings: Settings | None = None) -> Embedder:
+    """The embedder whose vectors the session's org already stores, else the configured one.
+
+    One org's vectors come from one MiniLM variant: an org with `all-MiniLM-L6-v2` (int8)
+    vectors keeps embedding documents and queries with int8 after the default moved on, so its
+    searches still compare like with like (the stored model name says which variant)."""
+    settings = settings if settings is not None else get_settings()
+    if settings.embedding_provider != "minilm":
+        return get_embedder(settings)
+    import sqlalchemy as sa
+
+    from ragline.db import tenancy
+    from ragline.db.models import Chunk
+    from ragline.retrieval.embeddings.minilm import MINILM_VARIANTS
+
+    variants = {name: variant for variant, name in MINILM_VARIANTS.items()}
+    stored = session.scalar(
+        sa.select(Chunk.embedding_model)
+        .where(
+            Chunk.org_id == tenancy.current_org(session),
+            Chunk.embedding_model.in_(list(variants)),
+        )
+        .limit(1)
+    )
+    variant = variants.get(stored or "", settings.minilm_variant)
+    if variant == settings.minilm_variant:
+        return get_embedder(settings)
+    return get_embedder(settings.model_copy(update={"minilm_variant": variant}))
+
+
 def reset_embedders() -> None:
     """Forget every built embedder (tests; the next `get_embedder` builds afresh)."""
     with _lock:
@@ -64,7 +97,12 @@ def _cache_key(settings: Settings) -> tuple[object, ...]:
     provider = settings.embedding_provider
     common: tuple[object, ...] = (provider, settings.embedding_dim, settings.embedding_batch_size)
     if provider == "minilm":
-        return (*common, settings.minilm_tokenizer_path)
+        return (
+            *common,
+            settings.minilm_tokenizer_path,
+            settings.minilm_variant,
+            settings.minilm_model_dir,
+        )
     if provider == "openai":
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
         key_hash = hashlib.sha256(key.encode()).hexdigest()  # never keep the secret in the key

