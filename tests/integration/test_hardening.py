@@ -417,3 +417,15 @@ def test_12_ready_discloses_details_only_to_operators(configure: Callable[..., N
     admin = make_tenant("ready-admin", scopes=("admin",))
     detailed = health.get("/ready", headers=admin.headers).json
     assert detailed["checks"]["vector"]["detail"].startswith("pgvector")
+
+
+def test_rerank_without_a_provider_is_422_not_500(configure: Callable[..., None]) -> None:
+    """Found by the contract test after the search merge: `rerank: true` on a deployment with
+    no RERANK_PROVIDER raised a ConfigurationError (500)."""
+    configure(embedding_provider="hashing", rerank_provider="none")
+    tenant = make_tenant("no-rerank")
+    resp = client("search").post(
+        "/", json={"query": "x", "rerank": True, "mode": "hybrid"}, headers=tenant.headers
+    )
+    assert resp.status_code == 422, resp.get_data(as_text=True)[:200]
+    assert resp.json["error"]["details"][0]["loc"] == ["rerank"]

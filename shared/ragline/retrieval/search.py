@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session
 
 from ragline.core.config import get_settings
+from ragline.core.errors import ValidationError
 from ragline.db import tenancy
 from ragline.db.engine import SESSION_SETTINGS
 from ragline.retrieval.embeddings import Embedder, for_org
@@ -461,6 +462,13 @@ def search(session: Session, req: SearchRequest, embedder: Embedder | None = Non
     if req.rerank:
         from ragline.retrieval.rerank import get_reranker
 
+        if get_settings().rerank_provider == "none":
+            # The client asked for a feature this deployment does not offer: its request,
+            # not the server, is what cannot be served (422, never a 500).
+            raise ValidationError(
+                "rerank is not available: the server has no RERANK_PROVIDER configured",
+                details=[{"loc": ["rerank"], "type": "unavailable", "msg": "not configured"}],
+            )
         reranker = get_reranker()
     where = _conditions(session, embedder.name, req.filters)
     want = req.top_k
