@@ -26,6 +26,7 @@ from ragline.api.replies import (
     log_request,
     reply_for_error,
     respond,
+    trace,
 )
 from ragline.api.tasks import verify_queue_or_scheduler
 from ragline.core import errors
@@ -79,13 +80,6 @@ def _api_key(req: Request) -> str:
     if not key:
         raise errors.UnauthenticatedError("missing API key (Authorization: Bearer rl_…)")
     return key
-
-
-def _trace(req: Request) -> dict[str, str]:
-    from ragline.core.config import get_settings
-    from ragline.core.logs import trace_field
-
-    return trace_field(req.headers.get("X-Cloud-Trace-Context"), get_settings().gcp_project)
 
 
 def is_operator(req: Request) -> bool:
@@ -232,7 +226,7 @@ def endpoint(
 
             started = time.monotonic()
             request_id = uuid.uuid4().hex
-            bind_context(request_id=request_id, function=function, **_trace(req))
+            bind_context(request_id=request_id, function=function, **trace(req))
             org_id: uuid.UUID | None = None
             rate_headers: dict[str, str] = {}
             try:
@@ -286,7 +280,7 @@ def plain_endpoint(
 
             started = time.monotonic()
             request_id = uuid.uuid4().hex
-            bind_context(request_id=request_id, function=function, **_trace(req))
+            bind_context(request_id=request_id, function=function, **trace(req))
             try:
                 if req.method not in methods:
                     raise errors.MethodNotAllowedError(f"{req.method} not allowed here")

@@ -124,6 +124,18 @@ def respond(reply: Reply, request_id: str) -> Response:
     return resp
 
 
+def trace(req: Request) -> dict[str, str]:
+    """The Cloud Logging trace field, when the request carries a trace header (settings are
+    loaded only then: a cold start's first request need not load them just to log)."""
+    header = req.headers.get("X-Cloud-Trace-Context")
+    if not header:
+        return {}
+    from ragline.core.config import get_settings
+    from ragline.core.logs import trace_field
+
+    return trace_field(header, get_settings().gcp_project)
+
+
 def log_request(
     req: Request,
     function: str,
@@ -133,8 +145,7 @@ def log_request(
     **extra: Any,
 ) -> None:
     """The one structured log line of an HTTP request (no payloads, no secrets)."""
-    from ragline.core.config import get_settings
-    from ragline.core.logs import log, trace_field
+    from ragline.core.logs import log
 
     log(
         "WARNING" if reply.status >= 500 else "INFO",
@@ -148,5 +159,5 @@ def log_request(
             "status": reply.status,
             "latency": f"{time.monotonic() - started:.6f}s",
         },
-        **trace_field(req.headers.get("X-Cloud-Trace-Context"), get_settings().gcp_project),
+        **trace(req),
     )

@@ -93,7 +93,6 @@ def task_endpoint(stage: str) -> Callable[[Request], Response]:
     os.register_at_fork(after_in_child=lambda: _warm(stage))
 
     def wrapped(req: Request) -> Response:
-        from ragline.core.config import get_settings
         from ragline.core.logs import add_context, bind_context, log
 
         started = time.monotonic()
@@ -104,6 +103,7 @@ def task_endpoint(stage: str) -> Callable[[Request], Response]:
             if req.method != "POST":
                 raise errors.MethodNotAllowedError("task endpoints accept POST only")
             _verify_task_caller(req, stage)
+            from ragline.core.config import get_settings
             from ragline.ingest import pipeline  # the stage's code, once the caller is known
 
             raw = parse_json(read_body(req))
