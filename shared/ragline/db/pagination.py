@@ -10,11 +10,15 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from ragline.core.errors import ValidationError
+from ragline.db import tenancy
+
+M = TypeVar("M")
 
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAX_CURSOR_LENGTH = 200
@@ -42,6 +46,22 @@ def decode(raw: str) -> tuple[datetime, uuid.UUID]:
         # Every row was created after 1970; out-of-range values are only ever crafted.
         raise ValidationError("invalid cursor")
     return at, uuid.UUID(id_text)
+
+
+def newest_first(
+    session: Session, model: type[M], where: list[Any], cursor: str | None, limit: int
+) -> tuple[list[M], str | None]:
+    """One page of `model` rows of the session's org matching `where`, newest first by
+    `(created_at, id)`, after `cursor`; with the cursor of the next page, if any."""
+    rows = tenancy.list_(
+        session,
+        model,
+        *where,
+        *before(model.created_at, model.id, cursor),  # type: ignore[attr-defined]
+        order_by=[model.created_at.desc(), model.id.desc()],  # type: ignore[attr-defined]
+        limit=limit + 1,
+    )
+    return page(rows, limit)
 
 
 def before(created_at: Any, id_: Any, raw: str | None) -> list[Any]:

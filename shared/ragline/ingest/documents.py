@@ -175,7 +175,7 @@ class ListQuery(BaseModel):
     status: ListStatus | None = None
     kind: str | None = Field(default=None, max_length=64)
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: str | None = Field(default=None, max_length=200)
+    cursor: str | None = Field(default=None, max_length=pagination.MAX_CURSOR_LENGTH)
 
 
 def list_documents(session: Session, q: ListQuery) -> tuple[list[Document], str | None]:
@@ -185,15 +185,7 @@ def list_documents(session: Session, q: ListQuery) -> tuple[list[Document], str 
         where.append(Document.status == q.status)
     if q.kind:
         where.append(Document.kind == q.kind)
-    where += pagination.before(Document.created_at, Document.id, q.cursor)
-    docs = tenancy.list_(
-        session,
-        Document,
-        *where,
-        order_by=[Document.created_at.desc(), Document.id.desc()],
-        limit=q.limit + 1,
-    )
-    return pagination.page(docs, q.limit)
+    return pagination.newest_first(session, Document, where, q.cursor, q.limit)
 
 
 def delete(session: Session, document_id: uuid.UUID) -> bool:

@@ -78,7 +78,7 @@ class RunQuery(BaseModel):
     kind: str | None = Field(default=None, pattern=KIND_PATTERN)
     status: Status | None = None
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: str | None = Field(default=None, max_length=200)
+    cursor: str | None = Field(default=None, max_length=pagination.MAX_CURSOR_LENGTH)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -185,11 +185,7 @@ def list_runs(session: Session, q: RunQuery) -> tuple[list[Run], str | None]:
         where.append(Run.kind == q.kind)
     if q.status:
         where.append(Run.status == q.status)
-    where += pagination.before(Run.created_at, Run.id, q.cursor)
-    found = tenancy.list_(
-        session, Run, *where, order_by=[Run.created_at.desc(), Run.id.desc()], limit=q.limit + 1
-    )
-    return pagination.page(found, q.limit)
+    return pagination.newest_first(session, Run, where, q.cursor, q.limit)
 
 
 def _params(run: Run) -> dict[str, Any]:
