@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flask import Request, Response
 from werkzeug import exceptions as wz_exc
 
-from ragline.api.replies import Reply, error_body, respond
+from ragline.api.replies import error_body, reply_for_error, respond
 from ragline.core import errors
 
 if TYPE_CHECKING:  # pydantic and the domain model load with the first request, not at import
@@ -155,12 +155,7 @@ def install_body_limit() -> None:
 
 def _framework_error(exc: wz_exc.HTTPException) -> Response:
     request_id = uuid.uuid4().hex
-    status = exc.code or 500
-    code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-        status, "malformed_request" if status < 500 else "internal"
-    )
-    message = (exc.name or "error").lower() if status < 500 else "internal error"
-    return respond(Reply(error_body(code, message, request_id), status), request_id)
+    return respond(reply_for_error(exc, request_id, "framework"), request_id)
 
 
 def read_body(req: Request, limit: int | None = None) -> bytes:

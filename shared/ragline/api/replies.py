@@ -65,6 +65,10 @@ def error_body(code: str, message: str, request_id: str, details: Any = None) ->
     return {"error": err}
 
 
+#: Codes of the 4xx statuses werkzeug and Flask answer by themselves.
+_FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
 def reply_for_error(
     exc: BaseException, request_id: str, function: str, *, allow: tuple[str, ...] = ()
 ) -> Reply:
@@ -86,10 +90,11 @@ def reply_for_error(
             reply.headers.update(exc.details["headers"])
         return reply
     if isinstance(exc, wz_exc.HTTPException) and (exc.code or 500) < 500:
-        # What werkzeug refuses while reading the request (a body shorter than its
-        # Content-Length is ClientDisconnected): the client's fault, never a 500.
-        message = (exc.name or "bad request").lower()
-        return Reply(error_body("malformed_request", message, request_id), 400)
+        # What werkzeug refuses by itself: a path its router does not know, a body shorter
+        # than its Content-Length (ClientDisconnected, 400): the client's fault, never a 500.
+        status = exc.code or 400
+        code = _FRAMEWORK_CODES.get(status, "malformed_request")
+        return Reply(error_body(code, (exc.name or "bad request").lower(), request_id), status)
     from ragline.core.logs import log
     from ragline.db.engine import is_unavailable
 
