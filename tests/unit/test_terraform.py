@@ -175,7 +175,27 @@ def test_one_module_instance_per_function_named_after_it() -> None:
     assert build["entry_point"] == "${var.name}"
     assert build["runtime"] == "${var.runtime}"
     assert variables(TF / "modules" / "function")["runtime"]["default"] == "python311"
-    assert local_values(TF / "modules" / "function")["function_name"] == "${var.prefix}-${var.name}"
+    # Service account ids and Cloud Run names allow no underscore: on_upload -> PREFIX-on-upload;
+    # the entry point and the source folder keep the name (issue 13).
+    assert local_values(TF / "modules" / "function")["function_name"] == (
+        '${var.prefix}-${replace(var.name, "_", "-")}'
+    )
+    archive = dict(blocks(TF / "modules" / "function", "data"))["archive_file"]["source"]
+    assert archive["source_dir"] == "${var.source_dir}/${var.name}"
+
+
+def test_event_functions_get_an_eventarc_trigger_from_the_module() -> None:
+    cf = _resource("function", "google_cloudfunctions2_function")
+    dynamic = {name: body for entry in cf["dynamic"] for name, body in entry.items()}
+    trigger = dynamic["event_trigger"]
+    assert trigger["for_each"] == "${var.event_trigger == null ? [] : [var.event_trigger]}"
+    content = trigger["content"][0]
+    assert content["trigger_region"] == "${var.region}"
+    assert content["retry_policy"] == (
+        '${event_trigger.value.retry ? "RETRY_POLICY_RETRY" : "RETRY_POLICY_DO_NOT_RETRY"}'
+    )
+    assert content["service_account_email"] == "${event_trigger.value.service_account_email}"
+    assert variables(TF / "modules" / "function")["event_trigger"]["default"] is None
 
 
 def test_memory_defaults_and_embed_gets_one_gib() -> None:

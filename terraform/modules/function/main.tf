@@ -5,7 +5,8 @@
 
 locals {
   # Function name = Cloud Run service name = SA account id; the entry point is the bare name.
-  function_name = "${var.prefix}-${var.name}"
+  # Those ids allow no underscore: on_upload deploys as PREFIX-on-upload (issue 13).
+  function_name = "${var.prefix}-${replace(var.name, "_", "-")}"
 }
 
 resource "google_service_account" "default" {
@@ -76,6 +77,24 @@ resource "google_cloudfunctions2_function" "default" {
         project_id = var.project_id
         secret     = secret_environment_variables.value.secret
         version    = secret_environment_variables.value.version
+      }
+    }
+  }
+
+  # CloudEvent functions only (on_upload): Eventarc calls the service as the trigger's account.
+  dynamic "event_trigger" {
+    for_each = var.event_trigger == null ? [] : [var.event_trigger]
+    content {
+      trigger_region        = var.region
+      event_type            = event_trigger.value.event_type
+      retry_policy          = event_trigger.value.retry ? "RETRY_POLICY_RETRY" : "RETRY_POLICY_DO_NOT_RETRY"
+      service_account_email = event_trigger.value.service_account_email
+      dynamic "event_filters" {
+        for_each = event_trigger.value.event_filters
+        content {
+          attribute = event_filters.key
+          value     = event_filters.value
+        }
       }
     }
   }

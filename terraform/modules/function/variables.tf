@@ -17,6 +17,17 @@ variable "environment_variables" {
   nullable    = false
 }
 
+variable "event_trigger" {
+  description = "Eventarc trigger of a CloudEvent function: event type, filters (attribute => value, e.g. bucket), trigger service account (needs roles/eventarc.eventReceiver; gets run.invoker only through invoker_service_accounts), retry on failure; null = an HTTP function."
+  type = object({
+    event_filters         = optional(map(string), {})
+    event_type            = string
+    retry                 = optional(bool, false)
+    service_account_email = string
+  })
+  default = null
+}
+
 variable "ingress_settings" {
   description = "Network ingress: ALLOW_ALL for public HTTP functions, ALLOW_INTERNAL_ONLY for task and scheduler targets (Cloud Tasks and Cloud Scheduler count as internal on the run.app URL)."
   type        = string
@@ -65,12 +76,12 @@ variable "memory" {
 }
 
 variable "name" {
-  description = "Function name: the folder under functions/, the Python entry point and the Terraform key."
+  description = "Function name: the folder under functions/, the Python entry point and the Terraform key (an underscore becomes a dash in the resource names)."
   type        = string
   nullable    = false
   validation {
-    condition     = can(regex("^[a-z][a-z0-9]{1,14}$", var.name))
-    error_message = "name must be 2-15 lowercase letters or digits, starting with a letter."
+    condition     = can(regex("^[a-z][a-z0-9_]{0,13}[a-z0-9]$", var.name))
+    error_message = "name must be 2-15 lowercase letters, digits or underscores, starting with a letter and not ending with an underscore."
   }
 }
 
