@@ -9,6 +9,7 @@ locals {
   # next: the stages this function enqueues to (it gets enqueuer on those queues and actAs on
   # their task invoker accounts): the first is its successor; ingest (re-post), documents
   # (retry) and reconcile re-enqueue a stalled document's missing work at any stage (issue 16).
+  # A stage may always enqueue to its own queue as well (local.enqueue_targets).
   # embeds: it loads the embedding model.
   functions = {
     answer    = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 120 }
@@ -26,6 +27,13 @@ locals {
 
   # Pipeline stages reached through Cloud Tasks, as ragline.ingest.queues.STAGES.
   stages = ["chunk", "embed", "finalize"]
+
+  # The queues each function enqueues to: its `next`, and for a stage its own queue too
+  # (issue 16: the fair-share scheduler defers a task to its own queue, and a retry may
+  # re-enqueue there). Enqueuer grants, actAs grants and TASK_SERVICE_ACCOUNTS follow it.
+  enqueue_targets = {
+    for name, f in local.functions : name => distinct(concat(f.next, [for s in local.stages : s if s == name]))
+  }
 
   # Deterministic run.app URLs (SERVICE-PROJECT_NUMBER.REGION.run.app) of the task
   # handlers and of retention: known before the functions exist, so no function depends on
@@ -45,7 +53,7 @@ locals {
 
   # Every (function, stage it enqueues to) pair: enqueuer and actAs grants, one each.
   enqueues = merge([
-    for name, f in local.functions : { for s in f.next : "${name}-${s}" => { function = name, stage = s } }
+    for name, targets in local.enqueue_targets : { for s in targets : "${name}-${s}" => { function = name, stage = s } }
   ]...)
 
   # Cloud SQL IAM user = service account email without ".gserviceaccount.com".
@@ -81,7 +89,7 @@ locals {
       # OIDC identity Cloud Tasks uses to call the next stage.
       { for s in f.next : "TASK_SERVICE_ACCOUNT" => google_service_account.task_invoker[s].email if s == f.next[0] },
       # Each queue's tasks carry the OIDC token of that stage's invoker (ragline.cloud.gcp).
-      { for k, v in { TASK_SERVICE_ACCOUNTS = jsonencode({ for s in f.next : s => google_service_account.task_invoker[s].email }) } : k => v if length(f.next) > 0 },
+      { for k, v in { TASK_SERVICE_ACCOUNTS = jsonencode({ for s in local.enqueue_targets[name] : s => google_service_account.task_invoker[s].email }) } : k => v if length(local.enqueue_targets[name]) > 0 },
       # OIDC identity a task handler accepts: its own stage's invoker account.
       { for s in local.stages : "TASK_CALLER_SERVICE_ACCOUNT" => google_service_account.task_invoker[s].email if s == name },
       { for k, v in { SCHEDULER_CALLER_SERVICE_ACCOUNT = local.scheduler_sa_email } : k => v if name == "retention" },
@@ -163,11 +171,12 @@ module "queue" {
   prefix     = var.prefix
   stage      = each.key
   config     = var.queue_config
-  # The previous stage (ingest -> chunk -> embed -> finalize), plus the functions that
-  # re-enqueue a stalled document's work (ingest, documents, reconcile).
+  # The previous stage (ingest -> chunk -> embed -> finalize), the functions that re-enqueue
+  # a stalled document's work (ingest, documents, reconcile) and the stage itself (deferrals
+  # and retries, issue 16).
   enqueuer_service_accounts = {
-    for name, f in local.functions : name => module.function[name].service_account_email
-    if contains(f.next, each.key)
+    for name, targets in local.enqueue_targets : name => module.function[name].service_account_email
+    if contains(targets, each.key)
   }
 
   depends_on = [google_project_service.apis]

@@ -261,17 +261,52 @@ def test_enqueue_chain_previous_stage_only() -> None:
     for before, stage in zip(previous, STAGES, strict=True):
         assert CHAIN[before][0] == stage
     enqueuers = module_call("queue")["enqueuer_service_accounts"]
-    assert "if contains(f.next, each.key)" in enqueuers
+    assert "for name, targets in local.enqueue_targets" in enqueuers
+    assert "if contains(targets, each.key)" in enqueuers
     iam = _resource("queue", "google_cloud_tasks_queue_iam_member")
     assert iam["role"] == "roles/cloudtasks.enqueuer"
     assert iam["for_each"] == "${var.enqueuer_service_accounts}"
+
+
+def enqueue_targets() -> dict[str, list[str]]:
+    """local.enqueue_targets as Terraform computes it: `next`, then a stage's own queue."""
+    expr = local_values()["enqueue_targets"]
+    assert expr == (
+        "${{for name, f in local.functions : "
+        "name => distinct(concat(f.next, [for s in local.stages : s if s == name]))}}"
+    )
+    stages = local_values()["stages"]
+    return {
+        name: list(dict.fromkeys([*f["next"], *(s for s in stages if s == name)]))
+        for name, f in tf_functions().items()
+    }
+
+
+def test_every_stage_may_enqueue_to_its_own_queue() -> None:
+    """Issue 16: the fair-share scheduler defers a chunk or embed task to its own queue and a
+    retry may re-enqueue there, so each stage's account is an enqueuer of its own queue, may
+    act as its own invoker account and names it in TASK_SERVICE_ACCOUNTS."""
+    targets = enqueue_targets()
+    for stage in local_values()["stages"]:
+        assert stage in targets[stage], f"{stage} cannot enqueue to its own queue"
+        assert targets[stage][: len(CHAIN.get(stage, []))] == CHAIN.get(stage, [])
+    for name in set(targets) - set(local_values()["stages"]):
+        assert targets[name] == tf_functions()[name]["next"]
+    values = local_values()
+    assert "for name, targets in local.enqueue_targets" in values["enqueues"]
+    enqueuers = module_call("queue")["enqueuer_service_accounts"]
+    assert "local.enqueue_targets" in enqueuers and "f.next" not in enqueuers
+    assert (
+        "TASK_SERVICE_ACCOUNTS = jsonencode({for s in local.enqueue_targets[name] : "
+        "s => google_service_account.task_invoker[s].email})"
+    ) in values["function_env"]
 
 
 def test_enqueuers_may_act_as_the_next_stage_invoker() -> None:
     act_as = _resource(".", "google_service_account_iam_member", "task_invoker_user")
     assert act_as["role"] == "roles/iam.serviceAccountUser"
     assert act_as["for_each"] == "${local.enqueues}"
-    assert "for s in f.next" in local_values()["enqueues"]
+    assert "for s in targets" in local_values()["enqueues"]
     assert "task_invoker[each.value.stage]" in act_as["service_account_id"]
     assert "TASK_SERVICE_ACCOUNT" in local_values()["function_env"]
     env = local_values()["function_env"]

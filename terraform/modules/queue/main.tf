@@ -1,6 +1,6 @@
 /**
  * One Cloud Tasks queue per pipeline stage, named PREFIX-STAGE like
- * `ragline.ingest.queues.queue_name`, with enqueue rights for the previous stage only.
+ * `ragline.ingest.queues.queue_name`, with enqueue rights for the given accounts only.
  */
 
 resource "google_cloud_tasks_queue" "default" {

@@ -28,7 +28,7 @@ variable "config" {
 }
 
 variable "enqueuer_service_accounts" {
-  description = "Service accounts granted roles/cloudtasks.enqueuer on this queue (the previous stage), as static key => email."
+  description = "Service accounts granted roles/cloudtasks.enqueuer on this queue (the previous stage, and the stage itself for deferrals and retries), as static key => email."
   type        = map(string)
   default     = {}
   nullable    = false
