@@ -103,3 +103,12 @@ resource "google_project_iam_member" "vertex" {
   # The module's depends_on does not cover outputs used outside it.
   depends_on = [google_project_service.apis]
 }
+
+# uploads signs V4 URLs through the IAM signBlob API as its own runtime account (no key file):
+# token creator on that one account, never project-wide (issue 13).
+resource "google_service_account_iam_member" "uploads_signer" {
+  service_account_id = module.function["uploads"].service_account_id
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = module.function["uploads"].service_account_iam_email
+  depends_on         = [google_project_service.apis]
+}

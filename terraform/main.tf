@@ -14,25 +14,39 @@ locals {
   functions = {
     answer    = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 120 }
     chunk     = { public = false, next = ["embed"], embeds = false, memory = "512M", timeout_seconds = 300 }
-    documents = { public = true, next = ["chunk", "embed", "finalize"], embeds = false, memory = "512M", timeout_seconds = 60 }
+    documents = { public = true, next = ["chunk", "embed", "finalize", "parse"], embeds = false, memory = "512M", timeout_seconds = 60 }
     embed     = { public = false, next = ["finalize"], embeds = true, memory = "1Gi", timeout_seconds = 540 }
     finalize  = { public = false, next = [], embeds = false, memory = "512M", timeout_seconds = 300 }
     health    = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 30 }
-    ingest    = { public = true, next = ["chunk", "embed", "finalize"], embeds = false, memory = "512M", timeout_seconds = 120 }
-    reconcile = { public = false, next = ["chunk", "embed", "finalize"], embeds = false, memory = "512M", timeout_seconds = 300 }
+    ingest    = { public = true, next = ["chunk", "embed", "finalize", "parse"], embeds = false, memory = "512M", timeout_seconds = 120 }
+    on_upload = { public = false, next = ["parse"], embeds = false, memory = "512M", timeout_seconds = 60 }
+    parse     = { public = false, next = ["chunk"], embeds = false, memory = "512M", timeout_seconds = 300 }
+    reconcile = { public = false, next = ["chunk", "embed", "finalize", "parse"], embeds = false, memory = "512M", timeout_seconds = 300 }
     retention = { public = false, next = [], embeds = false, memory = "512M", timeout_seconds = 540 }
     runs      = { public = true, next = [], embeds = false, memory = "512M", timeout_seconds = 60 }
     search    = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 60 }
+    uploads   = { public = true, next = [], embeds = false, memory = "512M", timeout_seconds = 60 }
   }
 
   # Pipeline stages reached through Cloud Tasks, as ragline.ingest.queues.STAGES.
-  stages = ["chunk", "embed", "finalize"]
+  stages = ["parse", "chunk", "embed", "finalize"]
 
   # The queues each function enqueues to: its `next`, and for a stage its own queue too
   # (issue 16: the fair-share scheduler defers a task to its own queue, and a retry may
   # re-enqueue there). Enqueuer grants, actAs grants and TASK_SERVICE_ACCOUNTS follow it.
   enqueue_targets = {
     for name, f in local.functions : name => distinct(concat(f.next, [for s in local.stages : s if s == name]))
+  }
+
+  # CloudEvent functions: their Eventarc trigger (first event type; the others are
+  # google_eventarc_trigger resources in events.tf, which target the same service).
+  event_triggers = {
+    on_upload = {
+      event_type            = local.upload_event_types[0]
+      event_filters         = { bucket = google_storage_bucket.uploads.name }
+      retry                 = true # the handler is idempotent
+      service_account_email = google_service_account.upload_events.email
+    }
   }
 
   # Deterministic run.app URLs (SERVICE-PROJECT_NUMBER.REGION.run.app) of the task
@@ -56,9 +70,10 @@ locals {
     for name, targets in local.enqueue_targets : { for s in targets : "${name}-${s}" => { function = name, stage = s } }
   ]...)
 
-  # Cloud SQL IAM user = service account email without ".gserviceaccount.com".
+  # Cloud SQL IAM user = service account email without ".gserviceaccount.com" (account ids
+  # have dashes where function names have underscores).
   db_iam_users = {
-    for name, _ in local.functions : name => "${var.prefix}-${name}@${var.project_id}.iam"
+    for name, _ in local.functions : name => "${var.prefix}-${replace(name, "_", "-")}@${var.project_id}.iam"
   }
 
   common_env = {
@@ -94,6 +109,8 @@ locals {
       { for s in local.stages : "TASK_CALLER_SERVICE_ACCOUNT" => google_service_account.task_invoker[s].email if s == name },
       { for k, v in { SCHEDULER_CALLER_SERVICE_ACCOUNT = local.scheduler_sa_email } : k => v if name == "retention" },
       { for k, v in { SCHEDULER_CALLER_SERVICE_ACCOUNT = local.reconcile_sa_email } : k => v if name == "reconcile" },
+      # The ingestion bucket, for the functions granted a role on it (storage.tf).
+      { for k, v in { UPLOAD_BUCKET = google_storage_bucket.uploads.name } : k => v if contains(keys(local.upload_bucket_roles), name) },
       # `ragline package` copies the MiniLM tokenizer and the built int8pc model into the
       # source root (/workspace).
       { for k, v in { MINILM_TOKENIZER_PATH = "/workspace/minilm-tokenizer.json", MINILM_MODEL_DIR = "/workspace" } : k => v if f.embeds && local.minilm },
@@ -126,9 +143,12 @@ module "function" {
 
   public           = each.value.public
   ingress_settings = each.value.public ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
-  invoker_service_accounts = {
-    for s in local.stages : "tasks" => google_service_account.task_invoker[s].email if s == each.key
-  }
+  invoker_service_accounts = merge(
+    { for s in local.stages : "tasks" => google_service_account.task_invoker[s].email if s == each.key },
+    # Eventarc delivers as the trigger's account (both event types of on_upload, events.tf).
+    { for k, v in { events = google_service_account.upload_events.email } : k => v if contains(keys(local.event_triggers), each.key) },
+  )
+  event_trigger = try(local.event_triggers[each.key], null)
 
   memory          = coalesce(try(var.function_overrides[each.key].memory, null), each.value.memory)
   timeout_seconds = coalesce(try(var.function_overrides[each.key].timeout_seconds, null), each.value.timeout_seconds)
@@ -137,8 +157,9 @@ module "function" {
   environment_variables        = local.function_env[each.key]
   secret_environment_variables = local.function_secret_env[each.key]
 
-  # time_sleep.build_iam: the build account's grants are in place and have propagated.
-  depends_on = [google_project_service.apis, time_sleep.build_iam]
+  # time_sleep.build_iam: the build account's grants are in place and have propagated;
+  # time_sleep.events_iam: the same for the grants Eventarc needs before a trigger is created.
+  depends_on = [google_project_service.apis, time_sleep.build_iam, time_sleep.events_iam]
 }
 
 module "database" {
@@ -171,9 +192,9 @@ module "queue" {
   prefix     = var.prefix
   stage      = each.key
   config     = var.queue_config
-  # The previous stage (ingest -> chunk -> embed -> finalize), the functions that re-enqueue
-  # a stalled document's work (ingest, documents, reconcile) and the stage itself (deferrals
-  # and retries, issue 16).
+  # The previous stage (on_upload -> parse -> chunk -> embed -> finalize, ingest -> chunk),
+  # the functions that re-enqueue a stalled document's work (ingest, documents, reconcile)
+  # and the stage itself (deferrals and retries, issue 16).
   enqueuer_service_accounts = {
     for name, targets in local.enqueue_targets : name => module.function[name].service_account_email
     if contains(targets, each.key)

@@ -47,3 +47,13 @@ output "task_urls" {
   description = "run.app URL of each task stage as given to the functions in FUNCTION_URLS."
   value       = local.stage_urls
 }
+
+output "upload_bucket" {
+  description = "Ingestion bucket (UPLOAD_BUCKET): uploads sign PUT URLs for orgs/ORG_ID/UPLOAD_ID/FILENAME in it."
+  value       = google_storage_bucket.uploads.name
+}
+
+output "uploads_url" {
+  description = "URL of the uploads function, which hands out signed upload URLs."
+  value       = module.function["uploads"].url
+}

@@ -137,9 +137,9 @@ variable "function_overrides" {
   validation {
     condition = alltrue([
       for k in keys(var.function_overrides) :
-      contains(["answer", "chunk", "documents", "embed", "finalize", "health", "ingest", "reconcile", "retention", "runs", "search"], k)
+      contains(["answer", "chunk", "documents", "embed", "finalize", "health", "ingest", "on_upload", "parse", "reconcile", "retention", "runs", "search", "uploads"], k)
     ])
-    error_message = "function_overrides keys must be function names (answer, chunk, documents, embed, finalize, health, ingest, reconcile, retention, runs, search)."
+    error_message = "function_overrides keys must be function names (answer, chunk, documents, embed, finalize, health, ingest, on_upload, parse, reconcile, retention, runs, search, uploads)."
   }
 }
 
@@ -158,7 +158,7 @@ variable "labels" {
 }
 
 variable "prefix" {
-  description = "Prefix of every resource name and QUEUE_PREFIX of the app (queues are PREFIX-chunk, PREFIX-embed, PREFIX-finalize)."
+  description = "Prefix of every resource name and QUEUE_PREFIX of the app (queues are PREFIX-parse, PREFIX-chunk, PREFIX-embed, PREFIX-finalize)."
   type        = string
   default     = "ragline"
   nullable    = false
@@ -225,4 +225,46 @@ variable "retention_time_zone" {
   type        = string
   default     = "Etc/UTC"
   nullable    = false
+}
+
+variable "upload_bucket_name" {
+  description = "Name of the ingestion bucket (UPLOAD_BUCKET of the functions); null = PROJECT-PREFIX-uploads."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.upload_bucket_name == null || can(regex("^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$", var.upload_bucket_name))
+    error_message = "upload_bucket_name must be 3-63 lowercase letters, digits, dashes or underscores, starting and ending with a letter or digit."
+  }
+}
+
+variable "upload_cors_origins" {
+  description = "Origins (scheme://host[:port]) whose pages may PUT to the ingestion bucket with signed URLs (browser uploads); empty = no CORS rule."
+  type        = list(string)
+  default     = []
+  nullable    = false
+  validation {
+    condition     = alltrue([for o in var.upload_cors_origins : can(regex("^https?://[^/*\\s]+$", o))])
+    error_message = "Each origin must look like https://app.example.com (no path, no wildcard)."
+  }
+}
+
+variable "upload_retention_days" {
+  description = "Delete uploaded objects this many days after upload (a lifecycle deletion reaches on_upload like any other); null = keep them."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.upload_retention_days == null || try(var.upload_retention_days >= 1, false)
+    error_message = "upload_retention_days must be at least 1, or null."
+  }
+}
+
+variable "upload_soft_delete_days" {
+  description = "Days a deleted upload stays restorable (Cloud Storage soft delete): 0 = off, or 7-90."
+  type        = number
+  default     = 0
+  nullable    = false
+  validation {
+    condition     = var.upload_soft_delete_days == 0 || (var.upload_soft_delete_days >= 7 && var.upload_soft_delete_days <= 90)
+    error_message = "upload_soft_delete_days must be 0, or between 7 and 90."
+  }
 }

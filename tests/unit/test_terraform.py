@@ -26,20 +26,35 @@ TF = REPO / "terraform"
 MODULES = ("database", "function", "queue", "scheduler")
 
 #: The contract: one folder under functions/ and one Terraform entry per name.
-PUBLIC_FUNCTIONS = frozenset({"ingest", "documents", "search", "answer", "runs", "health"})
-TASK_FUNCTIONS = frozenset({"chunk", "embed", "finalize"})
+PUBLIC_FUNCTIONS = frozenset(
+    {"ingest", "documents", "search", "answer", "runs", "health", "uploads"}
+)
+TASK_FUNCTIONS = frozenset({"parse", "chunk", "embed", "finalize"})
+EVENT_FUNCTIONS = frozenset({"on_upload"})
 SCHEDULED_FUNCTIONS = frozenset({"retention", "reconcile"})
-FUNCTION_NAMES = PUBLIC_FUNCTIONS | TASK_FUNCTIONS | SCHEDULED_FUNCTIONS
-#: Which queues each function enqueues to: its successor first (ingest -> chunk -> embed ->
-#: finalize), then, for the functions that re-enqueue a stalled document's missing work
-#: (issue 16: ingest re-post, documents retry, reconcile), every stage.
+FUNCTION_NAMES = PUBLIC_FUNCTIONS | TASK_FUNCTIONS | EVENT_FUNCTIONS | SCHEDULED_FUNCTIONS
+#: The Cloud Tasks stages in pipeline order (issue 13 puts parse before chunk).
+PIPELINE = ("parse", "chunk", "embed", "finalize")
+#: Which queues each function enqueues to (`next`): its successor first (on_upload -> parse ->
+#: chunk -> embed -> finalize; ingest -> chunk), then, for the functions that re-enqueue a
+#: stalled document's missing work (issue 16: ingest re-post, documents retry, reconcile),
+#: every stage. A stage's own queue comes on top (local.enqueue_targets).
 CHAIN = {
-    "ingest": ["chunk", "embed", "finalize"],
+    "ingest": ["chunk", "embed", "finalize", "parse"],
+    "on_upload": ["parse"],
+    "parse": ["chunk"],
     "chunk": ["embed"],
     "embed": ["finalize"],
-    "documents": ["chunk", "embed", "finalize"],
-    "reconcile": ["chunk", "embed", "finalize"],
+    "documents": ["chunk", "embed", "finalize", "parse"],
+    "reconcile": ["chunk", "embed", "finalize", "parse"],
 }
+#: Environment variables whose Settings field the Python side of issue 13 adds (the
+#: Terraform part landed first); drop a name once `Settings` has it.
+PENDING_SETTINGS = frozenset({"UPLOAD_BUCKET"})
+UPLOAD_EVENT_TYPES = [
+    "google.cloud.storage.object.v1.finalized",
+    "google.cloud.storage.object.v1.deleted",
+]
 
 REQUIRED_ENV = {
     "API_KEY_PEPPER",
@@ -217,16 +232,36 @@ def _resource(module: str, rtype: str, name: str | None = None) -> dict[str, Any
 
 
 def test_every_stage_has_a_queue_named_like_the_code() -> None:
-    assert local_values()["stages"] == list(STAGES)
+    stages = local_values()["stages"]
+    assert stages == list(PIPELINE), "one queue per stage, parse included (issue 13)"
+    # ragline.ingest.queues.STAGES gains parse with the Python side of issue 13; until then
+    # its stages appear in Terraform in the same order, and afterwards the lists are equal.
+    assert [s for s in stages if s in STAGES] == list(STAGES)
+    assert set(STAGES) - {"parse"} == set(stages) - {"parse"}
     call = module_call("queue")
     assert call["for_each"] == "${toset(local.stages)}"
     assert call["stage"] == "${each.key}"
     assert call["prefix"] == "${var.prefix}"
     template = _resource("queue", "google_cloud_tasks_queue")["name"]
     for prefix in (default_prefix(), "acme-dev"):
-        for stage in STAGES:
+        for stage in stages:
             rendered = template.replace("${var.prefix}", prefix).replace("${var.stage}", stage)
-            assert rendered == queue_name(stage, settings(prefix))
+            assert rendered == f"{prefix}-{stage}"
+            if stage in STAGES:
+                assert rendered == queue_name(stage, settings(prefix))
+
+
+def test_parse_is_a_private_stage_before_chunk() -> None:
+    parse = tf_functions()["parse"]
+    assert parse["public"] is False
+    assert parse["next"][0] == "chunk"
+    assert parse["memory"] == "512M", "PDF extraction"
+    assert tf_functions()["on_upload"]["next"] == ["parse"]
+    # Its own invoker account, stage URL and caller check come from local.stages.
+    assert "for s in concat(local.stages," in local_values()["stage_urls"]
+    assert _resource(".", "google_service_account", "task_invoker")["for_each"] == (
+        "${toset(local.stages)}"
+    )
 
 
 def test_queue_prefix_and_task_urls_follow_the_same_names() -> None:
@@ -257,9 +292,10 @@ def test_enqueue_chain_previous_stage_only() -> None:
     functions = tf_functions()
     nexts = {name: f["next"] for name, f in functions.items() if f["next"]}
     assert nexts == CHAIN
-    previous = ["ingest", *STAGES[:-1]]
-    for before, stage in zip(previous, STAGES, strict=True):
+    previous = ["on_upload", *PIPELINE[:-1]]
+    for before, stage in zip(previous, PIPELINE, strict=True):
         assert CHAIN[before][0] == stage
+    assert CHAIN["ingest"][0] == "chunk", "text posted to ingest needs no parsing"
     enqueuers = module_call("queue")["enqueuer_service_accounts"]
     assert "for name, targets in local.enqueue_targets" in enqueuers
     assert "if contains(targets, each.key)" in enqueuers
@@ -401,7 +437,7 @@ def test_environment_variables_are_settings_fields() -> None:
     names = _env_names()
     assert names >= REQUIRED_ENV
     fields = {name.upper() for name in Settings.model_fields}
-    unknown = names - fields
+    unknown = names - fields - PENDING_SETTINGS
     assert not unknown, f"Terraform sets variables Settings does not read: {sorted(unknown)}"
     env = local_values()["common_env"]
     assert env["ENVIRONMENT"] == "gcp"
@@ -412,7 +448,9 @@ def test_environment_variables_are_settings_fields() -> None:
 
 def test_db_iam_user_is_the_service_account_without_domain() -> None:
     values = local_values()
-    assert values["db_iam_users"].endswith('"${var.prefix}-${name}@${var.project_id}.iam"}}')
+    assert values["db_iam_users"].endswith(
+        '"${var.prefix}-${replace(name, "_", "-")}@${var.project_id}.iam"}}'
+    )
     user = _resource("database", "google_sql_user")
     assert user["type"] == "CLOUD_IAM_SERVICE_ACCOUNT"
     assert user["name"] == '${trimsuffix(each.value, ".gserviceaccount.com")}'
@@ -487,6 +525,11 @@ def test_required_apis_are_enabled() -> None:
         "logging",
         "monitoring",
         "iam",
+        # issue 13: upload events (Eventarc over Pub/Sub from Storage), signBlob for uploads
+        "eventarc",
+        "pubsub",
+        "storage",
+        "iamcredentials",
     ):
         assert f'"{api}.googleapis.com"' in apis
 
@@ -503,6 +546,120 @@ def test_source_bucket_is_private_and_versioned() -> None:
     assert bucket["uniform_bucket_level_access"] is True
     assert bucket["public_access_prevention"] == "enforced"
     assert bucket["versioning"][0]["enabled"] is True
+
+
+# --- uploads (issue 13) --------------------------------------------------------------------
+
+
+def test_upload_bucket_is_private_unversioned_and_given_to_its_functions() -> None:
+    bucket = _resource(".", "google_storage_bucket", "uploads")
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert bucket["versioning"][0]["enabled"] is False, "the app keys on object generation"
+    assert bucket["name"] == "${local.upload_bucket}"
+    assert local_values()["upload_bucket"] == (
+        '${coalesce(var.upload_bucket_name, "${var.project_id}-${var.prefix}-uploads")}'
+    )
+    dynamic = {name: body for entry in bucket["dynamic"] for name, body in entry.items()}
+    assert "var.upload_retention_days == null ? []" in dynamic["lifecycle_rule"]["for_each"]
+    cors = dynamic["cors"]
+    assert cors["for_each"] == (
+        "${length(var.upload_cors_origins) > 0 ? [var.upload_cors_origins] : []}"
+    )
+    assert cors["content"][0]["method"] == ["PUT"]
+    root = variables(TF)
+    assert root["upload_cors_origins"]["default"] == []
+    assert root["upload_retention_days"]["default"] is None
+    assert root["upload_soft_delete_days"]["default"] == 0
+    # Object roles on this bucket only, for the three functions that use it.
+    roles = local_values()["upload_bucket_roles"]
+    assert roles == {
+        "on_upload": "roles/storage.objectViewer",
+        "parse": "roles/storage.objectViewer",
+        "uploads": "roles/storage.objectCreator",
+    }
+    iam = _resource(".", "google_storage_bucket_iam_member", "uploads")
+    assert iam["for_each"] == "${local.upload_bucket_roles}"
+    assert iam["bucket"] == "${google_storage_bucket.uploads.name}"
+    assert iam["member"] == "${module.function[each.key].service_account_iam_email}"
+    env = local_values()["function_env"]
+    assert (
+        "UPLOAD_BUCKET = google_storage_bucket.uploads.name} : k => v "
+        "if contains(keys(local.upload_bucket_roles), name)"
+    ) in env
+
+
+def test_both_object_events_trigger_on_upload() -> None:
+    types = local_values()["upload_event_types"]
+    assert types == UPLOAD_EVENT_TYPES
+    bucket = "${google_storage_bucket.uploads.name}"
+    account = "${google_service_account.upload_events.email}"
+    # The first through the function's own trigger (a gen2 function has one), with retry.
+    trigger = local_values()["event_triggers"]["on_upload"]
+    assert trigger["event_type"] == "${local.upload_event_types[0]}"
+    assert trigger["event_filters"] == {"bucket": bucket}
+    assert trigger["retry"] is True
+    assert trigger["service_account_email"] == account
+    assert set(local_values()["event_triggers"]) == EVENT_FUNCTIONS
+    assert (
+        module_call("function")["event_trigger"] == "${try(local.event_triggers[each.key], null)}"
+    )
+    # The others through Eventarc triggers on the same Cloud Run service.
+    eventarc = _resource(".", "google_eventarc_trigger", "on_upload")
+    assert eventarc["for_each"] == (
+        "${toset(slice(local.upload_event_types, 1, length(local.upload_event_types)))}"
+    )
+    criteria = {c["attribute"]: c["value"] for c in eventarc["matching_criteria"]}
+    assert criteria == {"type": "${each.key}", "bucket": bucket}
+    destination = eventarc["destination"][0]["cloud_run_service"][0]
+    assert destination["service"] == '${module.function["on_upload"].function_name}'
+    assert destination["region"] == "${var.region}"
+    assert eventarc["service_account"] == account
+    assert eventarc["location"] == "${var.region}"
+    # Together: every event type, each once.
+    first = re.fullmatch(r"\$\{local\.upload_event_types\[(\d+)\]\}", trigger["event_type"])
+    rest = re.search(r"slice\(local\.upload_event_types, (\d+), length", eventarc["for_each"])
+    assert first is not None and rest is not None
+    covered = [types[int(first.group(1))], *types[int(rest.group(1)) :]]
+    assert sorted(covered) == sorted(UPLOAD_EVENT_TYPES)
+    # The trigger's account may invoke on_upload, and only on_upload.
+    invokers = module_call("function")["invoker_service_accounts"]
+    assert (
+        "{for k, v in {events = google_service_account.upload_events.email} : k => v "
+        "if contains(keys(local.event_triggers), each.key)}"
+    ) in invokers
+    assert tf_functions()["on_upload"]["public"] is False
+
+
+def test_trigger_account_receives_and_storage_agent_publishes() -> None:
+    grants = _resource(".", "google_project_iam_member", "events")["for_each"]
+    assert grants["receiver"] == {
+        "member": "serviceAccount:${google_service_account.upload_events.email}",
+        "role": "roles/eventarc.eventReceiver",
+    }
+    assert grants["publisher"] == {
+        "member": "${data.google_storage_project_service_account.this.member}",
+        "role": "roles/pubsub.publisher",
+    }
+    data = dict(blocks(TF, "data"))
+    assert "this" in data["google_storage_project_service_account"]
+    # Eventarc checks the grants when a trigger is created: they come first, then a wait.
+    wait = _resource(".", "time_sleep", "events_iam")
+    assert "google_project_iam_member.events" in wait["triggers"]["roles"]
+    assert "${time_sleep.events_iam}" in module_call("function")["depends_on"]
+    assert "${time_sleep.events_iam}" in _resource(".", "google_eventarc_trigger")["depends_on"]
+
+
+def test_uploads_signs_as_itself_only() -> None:
+    signer = _resource(".", "google_service_account_iam_member", "uploads_signer")
+    assert signer["role"] == "roles/iam.serviceAccountTokenCreator"
+    assert signer["service_account_id"] == '${module.function["uploads"].service_account_id}'
+    assert signer["member"] == '${module.function["uploads"].service_account_iam_email}'
+    token_creators = [
+        (t, n) for t, n, b in _all_resources() if "serviceAccountTokenCreator" in str(b)
+    ]
+    assert token_creators == [("google_service_account_iam_member", "uploads_signer")]
+    assert tf_functions()["uploads"]["public"] is True
 
 
 # --- style (Cloud Foundation Fabric) ----------------------------------------------------------
