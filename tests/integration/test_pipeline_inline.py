@@ -191,7 +191,7 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int]] = [
     ("invalid json", {"data": b"{not json", "content_type": "application/json"}, 400),
     ("invalid utf-8", {"data": b"\xff\xfe", "content_type": "text/plain"}, 400),
     ("wrong content type", {"data": b"x", "content_type": "application/xml"}, 415),
-    ("text body without title", {"data": b"words", "content_type": "text/plain"}, 422),
+    ("blank text body without title", {"data": b"  \n ", "content_type": "text/plain"}, 422),
     ("json array", {"json": [1, 2]}, 422),
     ("NaN constant", {"data": b'{"title": NaN}', "content_type": "application/json"}, 400),
     ("deep json", {"data": b"[" * 100 + b"]" * 100, "content_type": "application/json"}, 400),

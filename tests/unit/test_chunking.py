@@ -460,3 +460,17 @@ def test_pydoc_topics() -> None:
             chunk.section_label == title or (chunk.section_label or "").startswith(title + " > ")
             for chunk in chunks
         )
+
+
+def test_breaks_end_chunks_and_overlaps_at_page_starts() -> None:
+    pages = [" ".join(f"Page {p} sentence {i} is here." for i in range(12)) for p in range(1, 4)]
+    text = "\n\n".join(pages)
+    starts = [text.index(page) for page in pages]
+    chunks = split_document(text, max_tokens=200, overlap_tokens=40, breaks=starts[1:])
+    for chunk in chunks:
+        owner = max(i for i, s in enumerate(starts) if s <= chunk.start)
+        end_of_page = starts[owner] + len(pages[owner])
+        assert chunk.end <= end_of_page, "a chunk crosses a page start"
+    assert {c.text.split()[1] for c in chunks} == {"1", "2", "3"}
+    # Without breaks the same text packs across pages.
+    assert len(split_document(text, max_tokens=200, overlap_tokens=40)) < len(chunks)

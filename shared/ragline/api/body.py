@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,11 +19,12 @@ from ragline.core import errors
 if TYPE_CHECKING:  # pydantic and the domain model load with the first request, not at import
     import pydantic
 
-    from ragline.ingest.documents import NewDocument
+    from ragline.ingest.documents import NewDocument, NewFile
 
 T = TypeVar("T", bound="pydantic.BaseModel")
 
 MAX_JSON_DEPTH = 32
+_KIND_RE = re.compile(r"^[a-z0-9_.-]{1,64}$")
 
 _BODY_KEY = "ragline.body"
 
@@ -91,18 +93,17 @@ def body_limit_middleware(app: Any) -> Any:
         limit = get_settings().max_body_bytes
         declared = environ.get("CONTENT_LENGTH") or ""
         refusal: tuple[str, str, str] | None = None
+        details: Any = None
         if declared:
             if not (declared.isascii() and declared.isdigit()):
                 refusal = ("400 Bad Request", "malformed_body", "invalid Content-Length")
             elif int(declared) > limit:
-                refusal = (
-                    "413 Request Entity Too Large",
-                    "payload_too_large",
-                    f"body larger than {limit} bytes",
-                )
+                too_large = _too_large(limit, environ.get("CONTENT_TYPE"))
+                refusal = ("413 Request Entity Too Large", "payload_too_large", too_large.message)
+                details = too_large.details
         if refusal is not None:
             request_id = uuid.uuid4().hex
-            body = json.dumps(error_body(refusal[1], refusal[2], request_id)).encode()
+            body = json.dumps(error_body(refusal[1], refusal[2], request_id, details)).encode()
             headers = [
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(body))),
@@ -158,6 +159,17 @@ def _framework_error(exc: wz_exc.HTTPException) -> Response:
     return respond(reply_for_error(exc, request_id, "framework"), request_id)
 
 
+def _too_large(limit: int, content_type: str | None) -> errors.PayloadTooLargeError:
+    """413: a file (PDF, HTML, DOCX, Markdown, text) is pointed to the upload route."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media in FILE_TYPES or media in TEXT_TYPES:
+        return errors.PayloadTooLargeError(
+            f"body larger than {limit} bytes; {UPLOADS_HINT}",
+            details={"upload_route": "/uploads"},
+        )
+    return errors.PayloadTooLargeError(f"body larger than {limit} bytes")
+
+
 def read_body(req: Request, limit: int | None = None) -> bytes:
     """The raw body, refusing more than `limit` bytes (MAX_BODY_BYTES) before reading it all."""
     from ragline.core.config import get_settings
@@ -167,10 +179,10 @@ def read_body(req: Request, limit: int | None = None) -> bytes:
         return cached
     limit = limit or get_settings().max_body_bytes
     if req.content_length is not None and req.content_length > limit:
-        raise errors.PayloadTooLargeError(f"body larger than {limit} bytes")
+        raise _too_large(limit, req.content_type)
     data = req.stream.read(limit + 1)
     if len(data) > limit:
-        raise errors.PayloadTooLargeError(f"body larger than {limit} bytes")
+        raise _too_large(limit, req.content_type)
     declared = req.content_length
     if declared is not None and len(data) < declared:
         raise errors.MalformedBodyError(
@@ -303,35 +315,87 @@ def query_params(req: Request, model: type[T]) -> T:
 
 
 TEXT_TYPES = ("text/plain", "text/markdown")
+#: Files the parse stage reads (PDF, HTML, DOCX); the body's bytes must agree with the type.
+FILE_TYPES = (
+    "application/pdf",
+    "text/html",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+)
 
 
-def ingest_body(req: Request) -> NewDocument:
-    """JSON `{title, text, kind?, metadata?, source_uri?}` or a text body with `?title=`."""
-    from ragline.ingest.documents import NewDocument
+def ingest_body(req: Request) -> NewDocument | NewFile:
+    """JSON `{title, text, kind?, metadata?, source_uri?}`, a Markdown or text body, or a raw
+    PDF, HTML or DOCX file; for the last two `?title=` (default: the file's own title, or its
+    first heading or line), `?kind=`, `?source_uri=` and, for files, `?filename=`."""
+    from ragline.ingest.documents import NewDocument, title_from_text
 
     ctype = (req.mimetype or "").lower()
-    raw = read_body(req)
     if ctype == "application/json":
-        return validate_json(NewDocument, raw)
-    if ctype in TEXT_TYPES:
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise errors.MalformedBodyError("body is not valid UTF-8") from exc
-        check_query_args(req)
-        title = req.args.get("title")
-        if not title:
-            raise errors.ValidationError(
-                "a text body needs the title in the ?title= query parameter"
-            )
-        fields: dict[str, Any] = {
-            "title": title,
-            "text": text,
-            "kind": req.args.get("kind") or ("markdown" if ctype == "text/markdown" else "text"),
-        }
-        if req.args.get("source_uri"):
-            fields["source_uri"] = req.args["source_uri"]
-        return validate(NewDocument, fields)
-    raise errors.UnsupportedMediaTypeError(
-        "Content-Type must be application/json, text/markdown or text/plain"
+        return validate_json(NewDocument, read_body(req))
+    if ctype not in TEXT_TYPES and ctype not in FILE_TYPES:
+        raise errors.UnsupportedMediaTypeError(
+            "Content-Type must be application/json, text/markdown, text/plain, "
+            "application/pdf, text/html or the DOCX type "
+            f"({FILE_TYPES[2]}); other files: convert them first",
+            details={"accepted": ["application/json", *TEXT_TYPES, *FILE_TYPES]},
+        )
+    check_query_args(req)
+    raw = read_body(req)
+    if ctype in FILE_TYPES:
+        return _file_body(req, raw)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise errors.MalformedBodyError("body is not valid UTF-8") from exc
+    title = req.args.get("title") or title_from_text(text)
+    if not title:
+        raise errors.ValidationError("the body has no text (and no ?title= was given)")
+    fields: dict[str, Any] = {
+        "title": title,
+        "text": text,
+        "kind": req.args.get("kind") or ("markdown" if ctype == "text/markdown" else "text"),
+    }
+    if req.args.get("source_uri"):
+        fields["source_uri"] = req.args["source_uri"]
+    return validate(NewDocument, fields)
+
+
+#: Where a file over the body limit goes instead (the `uploads` function, issue 13).
+UPLOADS_HINT = (
+    "POST /uploads for a signed Cloud Storage URL: files of any size up to the upload limit "
+    "are ingested from the bucket"
+)
+
+
+def _file_body(req: Request, raw: bytes) -> NewFile:
+    """A raw PDF, HTML or DOCX body: its bytes checked against the declared type here (a
+    mismatch, an empty or unsupported file is a 4xx now); the text is extracted later, by
+    the parse stage."""
+    from ragline.ingest.documents import MAX_TITLE, NewFile
+    from ragline.ingest.extract import HEAD_BYTES, ExtractionError, detect
+
+    try:
+        fmt = detect(req.content_type, raw[:HEAD_BYTES])
+    except ExtractionError as exc:
+        if exc.reason in ("unsupported_type", "type_mismatch"):
+            raise errors.UnsupportedMediaTypeError(exc.message, details=exc.details) from exc
+        raise errors.ValidationError(exc.message, details=exc.details) from exc
+    params = {k: req.args.get(k) for k in ("title", "kind", "source_uri", "filename")}
+    title = (params["title"] or "").strip() or None
+    if title is not None and len(title) > MAX_TITLE:
+        raise errors.ValidationError(f"?title= is longer than {MAX_TITLE} characters")
+    kind = params["kind"]
+    if kind is not None and not _KIND_RE.fullmatch(kind):
+        raise errors.ValidationError("?kind= must match ^[a-z0-9_.-]{1,64}$")
+    source_uri = params["source_uri"]
+    if source_uri is not None and len(source_uri) > 2048:
+        raise errors.ValidationError("?source_uri= is longer than 2048 characters")
+    return NewFile(
+        data=raw,
+        content_type=req.content_type or str(fmt),
+        format=str(fmt),
+        title=title,
+        filename=(params["filename"] or "")[:MAX_TITLE] or None,
+        kind=kind,
+        source_uri=source_uri,
     )

@@ -20,6 +20,7 @@ STATUS_BY_ERROR: dict[type[BaseException], int] = {
     errors.PayloadTooLargeError: 413,
     errors.UnsupportedMediaTypeError: 415,
     errors.ValidationError: 422,
+    errors.ExtractionError: 422,
     errors.UnauthenticatedError: 401,
     errors.ForbiddenError: 403,
     errors.NotFoundError: 404,

@@ -142,6 +142,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Text of one document, UTF-8 bytes (the chunk stage's memory scales with it)",
     )
+    parse_pages_per_task: int = Field(
+        default=50,
+        ge=1,
+        le=200,
+        description="PDF pages one parse task extracts: a longer PDF is split into page ranges, "
+        "one task each, so that no task runs past its deadline",
+    )
     max_chunks_per_document: int = Field(
         default=10_000, ge=1, description="A document that splits into more fails (too_many_chunks)"
     )

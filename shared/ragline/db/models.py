@@ -171,6 +171,29 @@ class Document(Base):
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     deleted_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # --- files (issue 13): a file document waits for the parse stage until `extracted_chars`
+    # is set; text documents have source_format markdown/text and are never parsed.
+    #: pdf, html, docx, markdown or text (`ragline.ingest.extract.Format`); None: JSON text.
+    source_format: Mapped[str | None] = mapped_column(sa.Text)
+    #: The media type the file was declared with (checked against its bytes when parsed).
+    content_type: Mapped[str | None] = mapped_column(sa.Text)
+    #: Size of the original file in bytes.
+    file_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    page_count: Mapped[int | None] = mapped_column(sa.Integer)
+    #: Characters of extracted text: set by the parse stage (None: not parsed yet).
+    extracted_chars: Mapped[int | None] = mapped_column(sa.Integer)
+    #: PDF: [start, end) of each page in `content`, page 1 first.
+    page_spans: Mapped[list[Any] | None] = mapped_column(JSONB)
+    #: The title is a placeholder until the parse stage reads the file's own title.
+    title_from_file: Mapped[bool] = mapped_column(
+        sa.Boolean, nullable=False, server_default=sa.false()
+    )
+    #: Object uploads: the Cloud Storage generation (or S3 sequencer) this document holds.
+    source_generation: Mapped[int | None] = mapped_column(sa.BigInteger)
+    #: The earlier version of the same object, deleted when this one becomes ready.
+    replaces_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("document.id", ondelete="SET NULL")
+    )
 
 
 class Chunk(Base):
@@ -208,6 +231,8 @@ class Chunk(Base):
     token_count: Mapped[int] = mapped_column(sa.Integer, nullable=False)
     start_offset: Mapped[int] = mapped_column(sa.Integer, nullable=False, server_default="0")
     end_offset: Mapped[int] = mapped_column(sa.Integer, nullable=False, server_default="0")
+    #: 1-based page of the chunk's start (documents with pages: PDF).
+    page: Mapped[int | None] = mapped_column(sa.Integer)
     tsv: Mapped[Any] = mapped_column(
         TSVECTOR,
         sa.Computed(
@@ -304,6 +329,57 @@ class StageLease(Base):
     slot: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     holder: Mapped[str] = mapped_column(sa.Text, nullable=False)
     expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
+class DocumentFile(Base):
+    """The bytes of a file posted to `ingest`, kept until its document is deleted (the parse
+    stage reads them, a retry reads them again). Object uploads stay in their bucket."""
+
+    __tablename__ = "document_file"
+
+    document_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("document.id", ondelete="CASCADE"), primary_key=True
+    )
+    org_id: Mapped[uuid.UUID] = _org_fk()
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class DocumentPart(Base):
+    """The text of one page range of a large PDF, parsed by its own task; the task that adds
+    the last part assembles the document's text and deletes the parts."""
+
+    __tablename__ = "document_part"
+
+    document_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("document.id", ondelete="CASCADE"), primary_key=True
+    )
+    part: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    org_id: Mapped[uuid.UUID] = _org_fk()
+    text: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    #: [start, end) of each page of the range in `text`.
+    page_spans: Mapped[list[Any]] = _jsonb("'[]'::jsonb")
+    created_at: Mapped[datetime] = _now()
+
+
+class StorageObject(Base):
+    """The last event applied to one object of an ingestion bucket: object events are applied
+    once, in generation order, whatever order and however often they arrive."""
+
+    __tablename__ = "storage_object"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("org.id", ondelete="CASCADE"), primary_key=True
+    )
+    bucket: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    generation: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    deleted: Mapped[bool] = mapped_column(sa.Boolean, nullable=False)
+    #: The document holding the newest generation (None once deleted).
+    document_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("document.id", ondelete="SET NULL")
+    )
+    updated_at: Mapped[datetime] = _now()
 
 
 #: Tables that carry `org_id` and get row-level security.

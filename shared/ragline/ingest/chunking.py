@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -545,16 +545,28 @@ def _tail(text: str, spans: list[_Span], limit: int) -> list[_Span]:
 
 
 def _pack(
-    text: str, spans: list[_Span], max_tokens: int, overlap_tokens: int, max_chars: int
+    text: str,
+    spans: list[_Span],
+    max_tokens: int,
+    overlap_tokens: int,
+    max_chars: int,
+    breaks: Sequence[int] = (),
 ) -> Iterator[tuple[int, int, int]]:
-    """Greedily fill chunks with `spans`; yield (start, end, token count) of each."""
+    """Greedily fill chunks with `spans`; yield (start, end, token count) of each. No chunk,
+    overlap included, holds text from both sides of an offset in `breaks` (sorted)."""
     current: list[_Span] = []
     total = 0
+    next_break = 0
     for span in spans:
+        first = current[0].start if current else span.start
+        while next_break < len(breaks) and breaks[next_break] <= first:
+            next_break += 1
+        crosses = next_break < len(breaks) and span.start >= breaks[next_break]
         too_long = bool(current) and span.end - current[0].start > max_chars
-        if current and (span.glued or total + span.count > max_tokens or too_long):
+        if current and (span.glued or total + span.count > max_tokens or too_long or crosses):
             yield current[0].start, current[-1].end, total
-            limit = 0 if span.glued or too_long else min(overlap_tokens, max_tokens - span.count)
+            cut = span.glued or too_long or crosses
+            limit = 0 if cut else min(overlap_tokens, max_tokens - span.count)
             current = _tail(text, current, limit)
             total = sum(unit.count for unit in current)
         current.append(span)
@@ -569,9 +581,15 @@ CHARS_PER_TOKEN_MAX = 16
 
 
 def split_document(
-    text: str, *, max_tokens: int = 200, overlap_tokens: int = 40, max_chunks: int | None = None
+    text: str,
+    *,
+    max_tokens: int = 200,
+    overlap_tokens: int = 40,
+    max_chunks: int | None = None,
+    breaks: Sequence[int] = (),
 ) -> list[Chunk]:
-    """Split `text` into chunks of at most `max_tokens` tokens that never cross a section.
+    """Split `text` into chunks of at most `max_tokens` tokens that never cross a section,
+    nor one of the offsets in `breaks` (page starts: a chunk's page is then unambiguous).
 
     Raises ValueError if `max_tokens` < MIN_MAX_TOKENS or `overlap_tokens` is not in
     ``[0, max_tokens)``, and TooManyChunksError as soon as a chunk past `max_chunks` is made
@@ -596,7 +614,9 @@ def split_document(
         spans: list[_Span] = []
         for span in section.spans:
             _refine(text, span, budget, max_tokens, spans, max_chars)
-        for start, end, count in _pack(text, spans, max_tokens, overlap_tokens, max_chars):
+        for start, end, count in _pack(
+            text, spans, max_tokens, overlap_tokens, max_chars, sorted(breaks)
+        ):
             if max_chunks is not None and len(chunks) >= max_chunks:
                 raise TooManyChunksError(
                     f"the document splits into more than {max_chunks} chunks, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -16,7 +16,15 @@ from sqlalchemy.orm import Session
 from ragline.core.config import get_settings
 from ragline.core.errors import DocumentTooLargeError, NotFoundError
 from ragline.db import pagination, tenancy
-from ragline.db.models import Chunk, Document, DocumentStatus, Run, RunStatus
+from ragline.db.models import (
+    Chunk,
+    Document,
+    DocumentFile,
+    DocumentPart,
+    DocumentStatus,
+    Run,
+    RunStatus,
+)
 from ragline.guardrails import fairshare
 
 MAX_TITLE = 500
@@ -52,6 +60,20 @@ class NewDocument(BaseModel):
 
 
 @dataclass(frozen=True)
+class NewFile:
+    """A file posted to `ingest` (its format already checked against its bytes)."""
+
+    data: bytes
+    content_type: str  # the declared media type, e.g. application/pdf
+    format: str  # `ragline.ingest.extract.Format`
+    title: str | None = None  # None: the file's own title once parsed (else `filename`)
+    filename: str | None = None
+    kind: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source_uri: str | None = None
+
+
+@dataclass(frozen=True)
 class Ingested:
     document: Document
     run_id: uuid.UUID | None
@@ -62,9 +84,17 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def create(session: Session, new: NewDocument) -> Ingested:
-    """Create a pending document and its ingest run, or return the existing same-content one."""
-    org_id = tenancy.current_org(session)
+def file_hash(data: bytes) -> str:
+    """A file's identity for deduplication: a different prefix from text hashes, so a file
+    and its own extracted text stay two documents."""
+    return "file:" + hashlib.sha256(data).hexdigest()
+
+
+def create(session: Session, new: NewDocument | NewFile) -> Ingested:
+    """Create a pending document and its ingest run, or return the existing same-content one
+    (a file: see `create_file`)."""
+    if isinstance(new, NewFile):
+        return create_file(session, new)
     size = len(new.text.encode("utf-8"))
     limit = fairshare.org_limit(session, "max_document_bytes", get_settings().max_document_bytes)
     if size > limit:
@@ -72,18 +102,81 @@ def create(session: Session, new: NewDocument) -> Ingested:
             f"document text is {size} bytes; the limit per document is {limit}",
             details={"bytes": size, "limit": limit},
         )
-    digest = content_hash(new.text)
+    return insert_document(
+        session,
+        {
+            "title": new.title,
+            "kind": new.kind,
+            "content": new.text,
+            "content_hash": content_hash(new.text),
+            "metadata_": new.metadata,
+            "source_uri": new.source_uri,
+        },
+        run_input={"title": new.title, "kind": new.kind, "bytes": size},
+    )
+
+
+def create_file(session: Session, new: NewFile) -> Ingested:
+    """A pending file document (text empty until the parse stage extracts it) with its bytes
+    kept in `document_file`, or the existing document with the same bytes."""
+    ingested = insert_document(
+        session,
+        {
+            "title": new.title or placeholder_title(new.filename, new.format),
+            "title_from_file": new.title is None,
+            "kind": new.kind or new.format,
+            "content": "",
+            "content_hash": file_hash(new.data),
+            "metadata_": new.metadata,
+            "source_uri": new.source_uri,
+            "source_format": new.format,
+            "content_type": new.content_type,
+            "file_bytes": len(new.data),
+        },
+        run_input={"title": new.title, "format": new.format, "bytes": len(new.data)},
+    )
+    if ingested.created:
+        tenancy.add(
+            session,
+            DocumentFile(document_id=ingested.document.id, data=new.data),
+        )
+        session.flush()
+    return ingested
+
+
+def title_from_text(text: str) -> str | None:
+    """A text body's own title: its first Markdown heading, else its first non-blank line."""
+    first: str | None = None
+    for line in text[:20_000].splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            heading = stripped.lstrip("#").strip()
+            if heading:
+                return heading[:MAX_TITLE]
+        elif stripped and first is None:
+            first = stripped[:MAX_TITLE]
+    return first
+
+
+def placeholder_title(filename: str | None, fmt: str) -> str:
+    """The title of a file document until its own title is read (or when it has none)."""
+    name = " ".join((filename or "").split())[:MAX_TITLE]
+    return name or f"untitled {fmt}"
+
+
+def insert_document(
+    session: Session, values: dict[str, Any], *, run_input: dict[str, Any]
+) -> Ingested:
+    """Insert a pending document and its running ingest run, unless the org already has a
+    live document with the same `content_hash` (then that one, `created=False`)."""
+    org_id = tenancy.current_org(session)
+    digest = values["content_hash"]
     inserted = session.execute(
         insert(Document)
         .values(
             org_id=org_id,
-            title=new.title,
-            kind=new.kind,
-            content=new.text,
-            content_hash=digest,
-            metadata_=new.metadata,
-            source_uri=new.source_uri,
             timings={"ingested_at": datetime.now().astimezone().isoformat()},
+            **values,
         )
         .on_conflict_do_nothing(
             index_elements=["org_id", "content_hash"], index_where=sa.text("deleted_at IS NULL")
@@ -111,7 +204,7 @@ def create(session: Session, new: NewDocument) -> Ingested:
             kind="ingest",
             status=RunStatus.RUNNING,
             document_id=inserted,
-            input={"title": new.title, "kind": new.kind, "bytes": len(new.text.encode())},
+            input=run_input,
             started_at=sa.func.now(),
         ),
     )
@@ -153,9 +246,19 @@ def describe(session: Session, doc: Document, *, detail: bool = False) -> dict[s
         "created_at": doc.created_at.isoformat(),
         "updated_at": doc.updated_at.isoformat(),
     }
+    if doc.source_format is not None:
+        out["source"] = {
+            "format": doc.source_format,
+            "content_type": doc.content_type,
+            "file_bytes": doc.file_bytes,
+            "page_count": doc.page_count,
+            "extracted_chars": doc.extracted_chars,
+            "generation": doc.source_generation,
+        }
     if detail:
         out["chunks"] = chunk_counts(session, doc.id)
         out["timings"] = doc.timings
+        out["replaces"] = str(doc.replaces_id) if doc.replaces_id else None
     return out
 
 
@@ -197,6 +300,8 @@ def delete(session: Session, document_id: uuid.UUID) -> bool:
     if doc is None or doc.deleted_at is not None:
         return False
     session.execute(tenancy.scoped_delete(session, Chunk, Chunk.document_id == document_id))
+    for table in (DocumentFile, DocumentPart):
+        session.execute(tenancy.scoped_delete(session, table, table.document_id == document_id))
     doc.status = DocumentStatus.DELETED
     doc.deleted_at = sa.func.now()
     doc.updated_at = sa.func.now()

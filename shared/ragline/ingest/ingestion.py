@@ -23,14 +23,17 @@ REQUEUE_AFTER_S = 60
 
 
 def start_pipeline(org_id: uuid.UUID, result: Ingested) -> None:
-    """Enqueue the chunk task (after commit). A re-submitted document still in the pipeline
-    whose last progress is older than REQUEUE_AFTER_S gets its missing work (chunk, embed
-    batches or finalize) enqueued again under new names, so a lost enqueue or a lost task
-    heals on the client's retry (the stages are idempotent)."""
+    """Enqueue the first stage's task (after commit): parse for a file, else chunk.
+
+    A re-submitted document still in the pipeline whose last progress is older than
+    REQUEUE_AFTER_S gets its missing work (parse, chunk, embed batches or finalize) enqueued
+    again under new names, so a lost enqueue or a lost task heals on the client's retry (the
+    stages are idempotent)."""
     doc = result.document
     if result.created:
+        first = "parse" if doc.source_format is not None else "chunk"
         queues.enqueue(
-            "chunk", {"org_id": str(org_id), "document_id": str(doc.id)}, f"chunk-{doc.id}"
+            first, {"org_id": str(org_id), "document_id": str(doc.id)}, f"{first}-{doc.id}"
         )
         return
     if doc.status not in pipeline.ACTIVE:
@@ -63,7 +66,7 @@ def retry(session: Session, document_id: uuid.UUID) -> list[pipeline.Work]:
             details={"status": doc.status},
         )
     work = pipeline.missing_work(session, doc.id, f"retry-{uuid.uuid4().hex[:12]}")
-    doc.status = "pending" if work[0].stage == "chunk" else "embedding"
+    doc.status = "pending" if work[0].stage in ("parse", "chunk") else "embedding"
     doc.error = None
     doc.failure_reason = None
     doc.requeues = 0

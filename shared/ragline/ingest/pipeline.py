@@ -9,21 +9,27 @@ import importlib
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session
 
 from ragline.core.config import get_settings
-from ragline.core.errors import ConfigurationError, QueueError, RaglineError, TransientError
+from ragline.core.errors import (
+    ConfigurationError,
+    ExtractionError,
+    QueueError,
+    RaglineError,
+    TransientError,
+)
 from ragline.core.logs import log
 from ragline.db import tenancy
-from ragline.db.models import Chunk, Document, Run
+from ragline.db.models import Chunk, Document, DocumentPart, Run
 from ragline.guardrails import fairshare
-from ragline.ingest import queues
+from ragline.ingest import documents, queues
 
 ACTIVE = ("pending", "chunking", "embedding")
 
@@ -78,6 +84,216 @@ def _locked_doc(session: Session, doc_id: uuid.UUID) -> Document | None:
 # --- stages ------------------------------------------------------------------------------
 
 
+def parse(task: TaskPayload) -> None:
+    """Extract a file document's text (PDF, HTML, DOCX), then enqueue chunk.
+
+    A PDF longer than PARSE_PAGES_PER_TASK pages is planned first (this task) and parsed by
+    one task per page range (`batch`), each storing its part; the task that stores the last
+    part assembles the text. Extraction runs outside any transaction; every write happens
+    under the document's row lock, re-checked there, so duplicates change nothing."""
+    from ragline.ingest import extract, sources
+
+    settings = get_settings()
+    started = time.monotonic()
+    with tenancy.tenant_session(task.org_id) as session:
+        doc = tenancy.get(session, Document, task.document_id)
+        if doc is None or doc.status not in ACTIVE:
+            return
+        if doc.extracted_chars is not None:
+            _enqueue_chunk(task)  # parsed already: a lost chunk enqueue heals here
+            return
+        source = sources.locate(session, doc)
+        text_cap = fairshare.org_limit(session, "max_document_bytes", settings.max_document_bytes)
+        plan = doc.timings.get("parse_plan")
+    data = sources.read(source)
+    fmt = extract.detect(source.content_type, data[: extract.HEAD_BYTES])
+    limits = replace(
+        extract.DEFAULT_LIMITS, max_chars=min(extract.DEFAULT_LIMITS.max_chars, text_cap)
+    )
+    charset = extract.charset(source.content_type)
+    if task.batch is None:
+        probed = extract.probe(data, fmt, limits=limits)
+        per_task = settings.parse_pages_per_task
+        if probed.page_count is not None and probed.page_count > per_task:
+            _plan_parts(
+                task,
+                {
+                    "page_count": probed.page_count,
+                    "pages_per_task": per_task,
+                    "title": probed.title,
+                },
+            )
+            return
+        whole = extract.extract(data, fmt, limits=limits, charset=charset)
+        part = _Part(whole.text, [list(s) for s in whole.pages])
+        _store_parsed(task, [part], whole, text_cap, started)
+        return
+    if not isinstance(plan, dict):
+        raise TransientError("a page-range parse task arrived before its document's plan")
+    pages = extract.page_ranges(int(plan["page_count"]), int(plan["pages_per_task"]))
+    if task.batch >= len(pages):
+        return  # not a part of this plan
+    ranged = extract.extract(data, fmt, pages=pages[task.batch], limits=limits)
+    _store_part(task, _Part(ranged.text, [list(s) for s in ranged.pages]), text_cap, started)
+
+
+def _needs_parse(doc: Document) -> bool:
+    """A file document whose text the parse stage has not extracted yet."""
+    return doc.source_format is not None and doc.extracted_chars is None
+
+
+@dataclass(frozen=True)
+class _Part:
+    text: str
+    page_spans: list[list[int]]
+
+
+def _enqueue_chunk(task: TaskPayload) -> None:
+    queues.enqueue(
+        "chunk",
+        {"org_id": str(task.org_id), "document_id": str(task.document_id)},
+        f"chunk-{task.document_id}",
+    )
+
+
+def _plan_parts(task: TaskPayload, new_plan: dict[str, Any]) -> None:
+    """Record how a long PDF is split (once: `timings.parse_plan`, page count, per-task pages
+    and title) and enqueue one parse task per page range."""
+    with tenancy.tenant_session(task.org_id) as session:
+        doc = _locked_doc(session, task.document_id)
+        if doc is None or doc.status not in ACTIVE or doc.extracted_chars is not None:
+            return
+        plan = doc.timings.get("parse_plan")
+        if not isinstance(plan, dict):
+            plan = new_plan
+            session.execute(
+                tenancy.scoped_update(session, Document, Document.id == doc.id).values(
+                    page_count=plan["page_count"],
+                    timings=Document.timings.op("||")(
+                        sa.func.jsonb_build_object("parse_plan", sa.cast(plan, JSONB))
+                    ),
+                    updated_at=sa.func.now(),
+                )
+            )
+    from ragline.ingest.extract import page_ranges
+
+    parts = len(page_ranges(int(plan["page_count"]), int(plan["pages_per_task"])))
+    # A plan made again (reconcile, retry) re-enqueues its parts under fresh names: Cloud
+    # Tasks refuses a name reused within the hour, and the parts are idempotent.
+    tag = "" if plan is new_plan else f"-{uuid.uuid4().hex[:12]}"
+    for i in range(parts):
+        queues.enqueue(
+            "parse",
+            {"org_id": str(task.org_id), "document_id": str(task.document_id), "batch": i},
+            f"parse-{task.document_id}-{i}{tag}",
+        )
+
+
+def _store_part(task: TaskPayload, part: _Part, text_cap: int, started: float) -> None:
+    """Keep one page range's text; the writer of the last part assembles the document."""
+    with tenancy.tenant_session(task.org_id) as session:
+        _async_commit(session)
+        doc = _locked_doc(session, task.document_id)  # serialises the parts' writers
+        if doc is None or doc.status not in ACTIVE or doc.extracted_chars is not None:
+            return
+        session.execute(
+            insert(DocumentPart)
+            .values(
+                org_id=task.org_id,
+                document_id=task.document_id,
+                part=task.batch,
+                text=part.text,
+                page_spans=part.page_spans,
+            )
+            .on_conflict_do_nothing(index_elements=["document_id", "part"])
+        )
+        session.execute(
+            tenancy.scoped_update(session, Document, Document.id == doc.id).values(
+                timings=_add_timing(doc.id, "parse_ms", _ms(started)), updated_at=sa.func.now()
+            )
+        )
+        plan = doc.timings.get("parse_plan") or {}
+        from ragline.ingest.extract import page_ranges
+
+        expected = len(page_ranges(int(plan["page_count"]), int(plan["pages_per_task"])))
+        rows = session.execute(
+            tenancy.scoped_select(session, DocumentPart, DocumentPart.document_id == doc.id)
+            .with_only_columns(DocumentPart.text, DocumentPart.page_spans)
+            .order_by(DocumentPart.part)
+        ).all()
+        if len(rows) < expected:
+            return
+        parts = [_Part(r.text, r.page_spans) for r in rows]
+        _assemble(session, doc, "pdf", parts, plan.get("title"), text_cap)
+        session.execute(
+            tenancy.scoped_delete(session, DocumentPart, DocumentPart.document_id == doc.id)
+        )
+    _enqueue_chunk(task)
+
+
+def _store_parsed(
+    task: TaskPayload, parts: list[_Part], extracted: Any, text_cap: int, started: float
+) -> None:
+    with tenancy.tenant_session(task.org_id) as session:
+        _async_commit(session)
+        doc = _locked_doc(session, task.document_id)
+        if doc is None or doc.status not in ACTIVE or doc.extracted_chars is not None:
+            return
+        doc.page_count = extracted.page_count
+        _assemble(session, doc, str(extracted.format), parts, extracted.title, text_cap)
+        session.execute(
+            tenancy.scoped_update(session, Document, Document.id == doc.id).values(
+                timings=_add_timing(doc.id, "parse_ms", _ms(started))
+            )
+        )
+    _enqueue_chunk(task)
+
+
+def _assemble(
+    session: Session,
+    doc: Document,
+    fmt: str,
+    parts: list[_Part],
+    title: str | None,
+    text_cap: int,
+) -> None:
+    """With the row locked: the parts' texts joined by blank lines become the document's
+    text, their page spans shifted to match. Raises ExtractionError `no_text` (nothing to
+    index) or `too_large` (over the org's text cap)."""
+    from ragline.ingest.extract import Reason
+
+    texts: list[str] = []
+    spans: list[list[int]] = []
+    offset = 0
+    for part in parts:
+        if texts and part.text:
+            offset += 2  # the "\n\n" joining this part to the previous one
+        spans += [[offset + a, offset + b] for a, b in part.page_spans]
+        if part.text:
+            texts.append(part.text)
+            offset += len(part.text)
+    text = "\n\n".join(texts)
+    if not text.strip():
+        raise ExtractionError(
+            str(Reason.NO_TEXT), "the file has no extractable text (scanned pages?)"
+        )
+    size = len(text.encode("utf-8"))
+    if size > text_cap:
+        raise ExtractionError(
+            str(Reason.TOO_LARGE),
+            f"the extracted text is {size} bytes; the limit per document is {text_cap}",
+            details={"reason": str(Reason.TOO_LARGE), "bytes": size, "limit": text_cap},
+        )
+    doc.content = text
+    doc.source_format = fmt
+    doc.extracted_chars = len(text)
+    doc.page_spans = spans or None
+    if doc.title_from_file and title:
+        doc.title = title
+    doc.updated_at = sa.func.now()
+    session.flush()
+
+
 def chunk(task: TaskPayload) -> None:
     """Split the document into chunks (once), then enqueue one embed task per batch.
 
@@ -87,22 +303,25 @@ def chunk(task: TaskPayload) -> None:
     started = time.monotonic()
     with tenancy.tenant_session(task.org_id) as session:
         doc = tenancy.get(session, Document, task.document_id)
-        if doc is None or doc.status not in ACTIVE:
-            return
+        if doc is None or doc.status not in ACTIVE or _needs_parse(doc):
+            return  # a file not parsed yet: its parse task enqueues chunk when done
         existing = tenancy.count(session, Chunk, Chunk.document_id == doc.id)
         content = doc.content if existing == 0 else ""
+        spans = [(int(a), int(b)) for a, b in doc.page_spans or []]
         cap = fairshare.org_limit(
             session, "max_chunks_per_document", settings.max_chunks_per_document
         )
     rows: list[dict[str, Any]] = []
     if existing == 0:
         from ragline.ingest.chunking import split_document
+        from ragline.ingest.extract import page_of
 
         pieces = split_document(
             content,
             max_tokens=settings.chunk_tokens,
             overlap_tokens=settings.chunk_overlap_tokens,
             max_chunks=cap,
+            breaks=[start for start, _ in spans[1:]],
         )
         rows = [
             {
@@ -114,6 +333,7 @@ def chunk(task: TaskPayload) -> None:
                 "token_count": p.token_count,
                 "start_offset": p.start,
                 "end_offset": p.end,
+                "page": page_of(p.start, spans) if spans else None,
             }
             for p in pieces
         ]
@@ -275,6 +495,10 @@ def _complete(session: Session, doc: Document) -> bool:
     doc.error = None
     doc.updated_at = sa.func.now()
     session.flush()
+    if doc.replaces_id is not None:
+        # The new version of an object takes over in this same transaction: no moment
+        # where a search finds neither (issue 13).
+        documents.delete(session, doc.replaces_id)
     session.execute(
         tenancy.scoped_update(session, Document, Document.id == doc.id).values(
             timings=Document.timings.op("||")(sa.func.jsonb_build_object("total_ms", total_ms))
@@ -322,6 +546,7 @@ def finalize(task: TaskPayload) -> None:
 
 
 HANDLERS: dict[str, Callable[[TaskPayload], None]] = {
+    "parse": parse,
     "chunk": chunk,
     "embed": embed,
     "finalize": finalize,
@@ -331,8 +556,10 @@ HANDLERS: dict[str, Callable[[TaskPayload], None]] = {
 # --- the runner ----------------------------------------------------------------------------
 
 
-#: Why a document failed (`document.failure_reason`).
-FailureReason = Literal["stage_timeout", "retries_exhausted", "error"]
+#: Why a document failed (`document.failure_reason`): stage_timeout, retries_exhausted or
+#: error, or the parse stage's reason (`ragline.ingest.extract.Reason`: encrypted, no_text,
+#: corrupt, too_large, ..., or source_gone).
+FailureReason = str
 
 
 def fail_document(session: Session, doc_id: uuid.UUID, reason: FailureReason, message: str) -> bool:
@@ -346,6 +573,14 @@ def fail_document(session: Session, doc_id: uuid.UUID, reason: FailureReason, me
     ).first()
     if failed is None:
         return False
+    replaced = session.scalar(
+        tenancy.scoped_select(session, Document, Document.id == doc_id).with_only_columns(
+            Document.replaces_id
+        )
+    )
+    if replaced is not None:
+        # The object now holds this unreadable version: the old text must not keep answering.
+        documents.delete(session, replaced)
     session.execute(
         tenancy.scoped_update(
             session,
@@ -390,12 +625,16 @@ class Work:
 
 
 def missing_work(session: Session, doc_id: uuid.UUID, tag: str) -> list[Work]:
-    """The tasks that move a document on from its first unfinished stage: chunk when it has
+    """The tasks that move a document on from its first unfinished stage: parse when it is a
+    file not parsed yet (a page-range plan is re-made and its parts re-enqueued), chunk when it has
     no chunks, embed for each batch with a missing vector, else finalize. Every stage is
     idempotent, so enqueuing work that is already queued or running is harmless. `tag` makes
     the task names fresh (Cloud Tasks refuses a name reused within about an hour)."""
     org = tenancy.current_org(session)
     base: dict[str, Any] = {"org_id": str(org), "document_id": str(doc_id)}
+    doc = tenancy.get(session, Document, doc_id)
+    if doc is not None and _needs_parse(doc):
+        return [Work("parse", base, f"parse-{doc_id}-{tag}")]
     chunks = tenancy.count(session, Chunk, Chunk.document_id == doc_id)
     if chunks == 0:
         return [Work("chunk", base, f"chunk-{doc_id}-{tag}")]
@@ -433,7 +672,7 @@ def _inject_fault(stage: str, attempt: int) -> None:
 
 
 #: Stages whose tasks take a slot of the org's fair share (`ragline.guardrails.fairshare`).
-FAIR_STAGES = ("chunk", "embed")
+FAIR_STAGES = ("parse", "chunk", "embed")
 
 
 def _defer(stage: str, task: TaskPayload) -> None:
@@ -470,6 +709,10 @@ def run_stage(stage: str, raw: dict[str, Any], *, attempt: int, max_attempts: in
         # retry (issue 16: under load a refused enqueue used to fail documents for good).
         error = f"{type(exc).__name__}: {exc}"
         transient = True
+    except ExtractionError as exc:  # the file itself: permanent, with its reason
+        error = f"{exc.reason}: {exc.message}"
+        mark_failed(task, stage, error, exc.reason)
+        return Outcome(True, f"failed permanently: {error}")
     except RaglineError as exc:
         error = f"{exc.code}: {exc.message}"
         transient = False

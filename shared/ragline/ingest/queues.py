@@ -15,7 +15,7 @@ from ragline.core.config import Settings, get_settings
 from ragline.core.errors import ConfigurationError, QueueError
 
 #: Pipeline stages reached through a queue, in order. One queue and one function each.
-STAGES: tuple[str, ...] = ("chunk", "embed", "finalize")
+STAGES: tuple[str, ...] = ("parse", "chunk", "embed", "finalize")
 _NAME_OK = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
 
 

@@ -131,14 +131,19 @@ class Citation:
     quote: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "ref": self.ref,
             "chunk_id": str(self.hit.chunk_id),
             "document_id": str(self.hit.document_id),
             "title": self.hit.title,
             "section_label": self.hit.section_label,
             "quote": self.quote,
+            "start": self.hit.start,
+            "end": self.hit.end,
         }
+        if self.hit.page is not None:
+            out["page"] = self.hit.page
+        return out
 
 
 @dataclass

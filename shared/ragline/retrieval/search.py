@@ -83,6 +83,9 @@ class Hit:
     score: float = 0.0
     vector_rank: int | None = None
     text_rank: int | None = None
+    page: int | None = None  # 1-based, documents with pages (PDF)
+    start: int = 0  # character offsets of the chunk in the document's (extracted) text
+    end: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -92,7 +95,11 @@ class Hit:
             "section_label": self.section_label,
             "text": self.text,
             "score": round(self.score, 6),
+            "start": self.start,
+            "end": self.end,
         }
+        if self.page is not None:
+            out["page"] = self.page
         if self.vector_rank is not None:
             out["vector_rank"] = self.vector_rank
         if self.text_rank is not None:
@@ -153,13 +160,23 @@ def _conditions(session: Session, model_name: str, filters: Filters | None) -> _
 
 
 _FROM = (
-    "SELECT c.id, c.document_id, d.title, c.section_label, c.text {extra} "
+    "SELECT c.id, c.document_id, d.title, c.section_label, c.text, c.page, "
+    "c.start_offset, c.end_offset {extra} "
     "FROM chunk c JOIN document d ON d.id = c.document_id WHERE {where}"
 )
 
 
 def _hit(row: Any) -> Hit:
-    return Hit(row.id, row.document_id, row.title, row.section_label, row.text)
+    return Hit(
+        row.id,
+        row.document_id,
+        row.title,
+        row.section_label,
+        row.text,
+        page=row.page,
+        start=row.start_offset,
+        end=row.end_offset,
+    )
 
 
 def _bound_count_sql(where: _Where) -> str:
