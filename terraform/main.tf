@@ -22,6 +22,9 @@ locals {
     retention = { public = false, next = [], embeds = false, memory = "512M", timeout_seconds = 540 }
     runs      = { public = true, next = [], embeds = false, memory = "512M", timeout_seconds = 60 }
     search    = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 60 }
+    # Signs upload URLs (issue 13): needs UPLOAD_BUCKET, storage.objects.create on that bucket
+    # and roles/iam.serviceAccountTokenCreator on its own account (IAM signBlob).
+    uploads = { public = true, next = [], embeds = false, memory = "512M", timeout_seconds = 60 }
   }
 
   # Pipeline stages reached through Cloud Tasks, as ragline.ingest.queues.STAGES.

@@ -137,9 +137,9 @@ variable "function_overrides" {
   validation {
     condition = alltrue([
       for k in keys(var.function_overrides) :
-      contains(["answer", "chunk", "documents", "embed", "finalize", "health", "ingest", "reconcile", "retention", "runs", "search"], k)
+      contains(["answer", "chunk", "documents", "embed", "finalize", "health", "ingest", "reconcile", "retention", "runs", "search", "uploads"], k)
     ])
-    error_message = "function_overrides keys must be function names (answer, chunk, documents, embed, finalize, health, ingest, reconcile, retention, runs, search)."
+    error_message = "function_overrides keys must be function names (answer, chunk, documents, embed, finalize, health, ingest, reconcile, retention, runs, search, uploads)."
   }
 }
 

@@ -26,7 +26,9 @@ TF = REPO / "terraform"
 MODULES = ("database", "function", "queue", "scheduler")
 
 #: The contract: one folder under functions/ and one Terraform entry per name.
-PUBLIC_FUNCTIONS = frozenset({"ingest", "documents", "search", "answer", "runs", "health"})
+PUBLIC_FUNCTIONS = frozenset(
+    {"ingest", "documents", "search", "answer", "runs", "health", "uploads"}
+)
 TASK_FUNCTIONS = frozenset({"chunk", "embed", "finalize"})
 SCHEDULED_FUNCTIONS = frozenset({"retention", "reconcile"})
 FUNCTION_NAMES = PUBLIC_FUNCTIONS | TASK_FUNCTIONS | SCHEDULED_FUNCTIONS
