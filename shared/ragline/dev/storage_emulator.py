@@ -75,6 +75,7 @@ def command(port: int, root: Path) -> list[str]:
 
 def start(port: int, root: Path, log: Path) -> subprocess.Popen[bytes]:
     """Start the emulator in its own process group; the caller stops it (devstack.kill)."""
+    root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
