@@ -35,7 +35,7 @@ def upgrade() -> None:
         "document",
         sa.Column("title_from_file", sa.Boolean(), server_default=sa.false(), nullable=False),
     )
-    op.add_column("document", sa.Column("source_generation", sa.BigInteger(), nullable=True))
+    op.add_column("document", sa.Column("source_generation", sa.Numeric(40, 0), nullable=True))
     op.add_column("document", sa.Column("replaces_id", UUID(as_uuid=True), nullable=True))
     op.create_foreign_key(
         op.f("fk_document_replaces_id_document"),
@@ -93,7 +93,7 @@ def upgrade() -> None:
         sa.Column("org_id", UUID(as_uuid=True), nullable=False),
         sa.Column("bucket", sa.Text(), nullable=False),
         sa.Column("name", sa.Text(), nullable=False),
-        sa.Column("generation", sa.BigInteger(), nullable=False),
+        sa.Column("generation", sa.Numeric(40, 0), nullable=False),
         sa.Column("deleted", sa.Boolean(), nullable=False),
         sa.Column("document_id", UUID(as_uuid=True), nullable=True),
         sa.Column(

@@ -10,7 +10,8 @@ One subpackage per layer; imports point down the list only (checked by import-li
     retrieval         embeddings, search, answers, runs
     guardrails        API keys, idempotency, rate limits, fair share
     db                engine, models, tenancy, pagination, orgs
-    cloud             gcp and aws adapters (Cloud Tasks, Cloud SQL, Vertex; SQS, Secrets, RDS)
+    cloud             gcp and aws adapters (Cloud Tasks, Cloud SQL, Vertex, Storage; SQS, Secrets,
+                      RDS, S3)
     core              config, errors, logs
 """
 

@@ -16,8 +16,9 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from ragline.core.config import Settings
 from ragline.db import engine as db
-from ragline.ingest import documents
+from ragline.ingest import documents, upload_urls
 from ragline.retrieval import answer, runs, search
 
 from .helpers import FUNCTIONS, Tenant, client, make_tenant
@@ -178,9 +179,12 @@ def test_spec_is_valid_openapi_3_1() -> None:
 
 
 def test_every_http_function_is_documented() -> None:
-    # Pipeline stages are called by their queues only: not part of the public API.
+    # Pipeline stages are called by their queues only, and on_upload by Eventarc (a
+    # CloudEvent function): not part of the public API.
     http = {
-        p.parent.name for p in FUNCTIONS.glob("*/main.py") if "task_endpoint(" not in p.read_text()
+        p.parent.name
+        for p in FUNCTIONS.glob("*/main.py")
+        if "task_endpoint(" not in p.read_text() and "cloud_event" not in p.read_text()
     }
     documented = {item["x-ragline-function"] for item in SPEC["paths"].values()}
     assert http - UNDOCUMENTED <= documented
@@ -221,6 +225,7 @@ def test_every_operation_documents_errors_headers_and_idempotency() -> None:
 
 REQUEST_MODELS: list[tuple[str, type[pydantic.BaseModel]]] = [
     ("NewDocument", documents.NewDocument),
+    ("UploadRequest", upload_urls.UploadRequest),
     ("SearchRequest", search.SearchRequest),
     ("Filters", search.Filters),
     ("AnswerRequest", answer.AnswerRequest),
@@ -281,6 +286,29 @@ def test_ingest_responses(
     hashing(max_body_bytes="100")
     check("ingest", "post", "/", p, tenant=tenant, json={**body, "text": "x" * 200}, expect=413)
     check.assert_covered("ingest", also={"ingest": {"400", "401", "403", "405", "413", "415"}})
+
+
+def test_uploads_responses(
+    check: Checker,
+    tenant: Tenant,
+    reader: Tenant,
+    gcs: Settings,
+    configure: Callable[..., None],
+) -> None:
+    p = "/uploads/"
+    body = {"filename": "guide.pdf", "content_type": "application/pdf", "size": 1000}
+    check("uploads", "post", "/", p, tenant=tenant, json=body, expect=201)
+    bad_json = {"data": b"{nope", "content_type": "application/json"}
+    check("uploads", "post", "/", p, tenant=tenant, expect=400, **bad_json)
+    check("uploads", "post", "/", p, json=body, expect=401)
+    check("uploads", "post", "/", p, tenant=reader, json=body, expect=403)
+    check("uploads", "get", "/", p, tenant=tenant, expect=405)
+    png = {**body, "content_type": "image/png"}
+    check("uploads", "post", "/", p, tenant=tenant, json=png, expect=415)
+    check("uploads", "post", "/", p, tenant=tenant, json={**body, "filename": "a/b"}, expect=422)
+    configure(max_upload_bytes="999")
+    check("uploads", "post", "/", p, tenant=tenant, json=body, expect=413)
+    check.assert_covered("uploads", also={"uploads": {"400", "401", "403", "405", "413", "415"}})
 
 
 def test_documents_responses(

@@ -22,6 +22,7 @@ HEAVY = (
     "onnxruntime",
     "google.cloud.tasks_v2",
     "google.cloud.sql.connector",
+    "google.cloud.storage",
     "boto3",
     "httpx",
 )

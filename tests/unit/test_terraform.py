@@ -50,7 +50,7 @@ CHAIN = {
 }
 #: Environment variables whose Settings field the Python side of issue 13 adds (the
 #: Terraform part landed first); drop a name once `Settings` has it.
-PENDING_SETTINGS = frozenset({"UPLOAD_BUCKET"})
+PENDING_SETTINGS: frozenset[str] = frozenset()
 UPLOAD_EVENT_TYPES = [
     "google.cloud.storage.object.v1.finalized",
     "google.cloud.storage.object.v1.deleted",

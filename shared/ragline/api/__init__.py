@@ -3,9 +3,9 @@
 `endpoint` (API-key functions), `plain_endpoint` (health), `scheduled_endpoint` (Cloud
 Scheduler) and `task_endpoint` (pipeline stages) wrap a small handler with request id, body
 limits, authentication, tenancy, rate limits, idempotency, one error mapping and one log line.
-Request parsing (`body`), route tables (`routes`) and replies (`replies`) live here too, so the
-domain packages (`ingest`, `retrieval`, `ops`) never see Flask. Function `main.py` files import
-their names from here:
+Request parsing (`body`), route tables (`routes`), replies (`replies`) and storage CloudEvents
+(`objects`) live here too, so the domain packages (`ingest`, `retrieval`, `ops`) never see
+Flask. Function `main.py` files import their names from here:
 
     from ragline.api import Context, Reply, endpoint, json_body
 """

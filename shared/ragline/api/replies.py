@@ -30,6 +30,7 @@ STATUS_BY_ERROR: dict[type[BaseException], int] = {
     errors.RateLimitedError: 429,
     errors.DatabaseError: 503,
     errors.QueueError: 503,
+    errors.StorageError: 502,
     errors.TransientError: 503,
     errors.EmbeddingError: 502,
     errors.RerankError: 502,

@@ -188,6 +188,38 @@ class Settings(BaseSettings):
         default="", description="Testing only: 'stage:N' makes stage fail its first N attempts"
     )
 
+    # --- file uploads through Cloud Storage (issue 13; docs/documents.md) ---
+    upload_bucket: str | None = Field(
+        default=None, description="Bucket of uploaded files (objects orgs/<org>/<upload>/<file>)"
+    )
+    max_upload_bytes: int = Field(
+        default=100 * 1024 * 1024, ge=1, description="Largest file a signed upload URL allows"
+    )
+    upload_url_expires_s: int = Field(
+        default=900,
+        ge=60,
+        le=7 * 86_400,
+        description="Lifetime of a signed upload URL (V4 max 7 days)",
+    )
+    storage_emulator_host: str | None = Field(
+        default=None,
+        description="Cloud Storage emulator base URL (local stack), e.g. http://127.0.0.1:4443; "
+        "the variable google-cloud-storage itself reads",
+    )
+    storage_signing_key_file: Path | None = Field(
+        default=None,
+        description="Service-account JSON key that signs upload URLs (the local stack writes a "
+        "throwaway one); unset: sign through IAM signBlob as the function's own account",
+    )
+    storage_signer_service_account: str | None = Field(
+        default=None,
+        description="Service account whose key IAM signBlob signs upload URLs with; default: the "
+        "function's own (it needs roles/iam.serviceAccountTokenCreator on that account)",
+    )
+    storage_timeout_s: float = Field(
+        default=60.0, gt=0, description="Deadline of one Cloud Storage or S3 call, retries included"
+    )
+
     # --- request guardrails ---
     idempotency_ttl_s: int = Field(default=86_400, ge=60, description="How long keys are kept")
     idempotency_lock_s: int = Field(

@@ -59,6 +59,13 @@ class UnsupportedMediaTypeError(ValidationError):
     code = "unsupported_media_type"
 
 
+class MalformedEventError(MalformedBodyError):
+    """A storage event (CloudEvent, S3 notification) that can never be processed: it is
+    logged and acknowledged, not retried."""
+
+    code = "malformed_event"
+
+
 class UnauthenticatedError(RaglineError):
     code = "unauthenticated"
 
@@ -69,6 +76,13 @@ class ForbiddenError(RaglineError):
 
 class NotFoundError(RaglineError):
     code = "not_found"
+
+
+class ObjectGoneError(NotFoundError):
+    """The stored object (that generation or version) no longer exists: permanent, unlike a
+    TransientError from an unreachable store."""
+
+    code = "object_gone"
 
 
 class MethodNotAllowedError(RaglineError):
@@ -107,6 +121,12 @@ class RerankError(RaglineError):
 
 class QueueError(RaglineError):
     code = "queue_unavailable"
+
+
+class StorageError(RaglineError):
+    """Cloud Storage or S3 refused a request for good (permissions, a bad request)."""
+
+    code = "storage_failed"
 
 
 class TransientError(RaglineError):

@@ -65,6 +65,10 @@ class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
+#: An object's generation: Cloud Storage's fits a bigint, an S3 sequencer needs 128 bits.
+GENERATION = sa.Numeric(40, 0)
+
+
 def _uuid_pk() -> Mapped[uuid.UUID]:
     return mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
@@ -189,7 +193,7 @@ class Document(Base):
         sa.Boolean, nullable=False, server_default=sa.false()
     )
     #: Object uploads: the Cloud Storage generation (or S3 sequencer) this document holds.
-    source_generation: Mapped[int | None] = mapped_column(sa.BigInteger)
+    source_generation: Mapped[int | None] = mapped_column(GENERATION)
     #: The earlier version of the same object, deleted when this one becomes ready.
     replaces_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), sa.ForeignKey("document.id", ondelete="SET NULL")
@@ -373,7 +377,7 @@ class StorageObject(Base):
     )
     bucket: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     name: Mapped[str] = mapped_column(sa.Text, primary_key=True)
-    generation: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    generation: Mapped[int] = mapped_column(GENERATION, nullable=False)
     deleted: Mapped[bool] = mapped_column(sa.Boolean, nullable=False)
     #: The document holding the newest generation (None once deleted).
     document_id: Mapped[uuid.UUID | None] = mapped_column(

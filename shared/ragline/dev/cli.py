@@ -15,6 +15,7 @@ import typer
 
 from ragline.core.config import get_settings
 from ragline.dev.cli_ops import reconcile_command, retention_app, status_command
+from ragline.dev.cli_upload import upload_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -36,6 +37,7 @@ app.add_typer(key_app, name="key")
 app.add_typer(retention_app, name="retention")
 app.command("status")(status_command)
 app.command("reconcile")(reconcile_command)
+app.command("upload")(upload_command)
 
 
 def _step(msg: str) -> None:

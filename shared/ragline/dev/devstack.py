@@ -1,5 +1,8 @@
-"""The local stack: embedded Postgres, the Cloud Tasks emulator and one functions-framework
-process per function, wired like production (real Cloud Tasks client, real HTTP).
+"""The local stack: embedded Postgres, the Cloud Tasks emulator, the Cloud Storage emulator
+(fake-gcs-server, `storage_emulator`) and one functions-framework process per function, wired
+like production (real Cloud Tasks and Cloud Storage clients, real HTTP). When an `on_upload`
+function exists, `events` stands in for Eventarc: it delivers the upload bucket's object
+events to it as CloudEvents.
 
 State lives in `$RAGLINE_HOME/dev.json` so `ragline dev stop` can stop a detached stack.
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 
 from ragline.core.config import Settings, get_settings
 from ragline.core.errors import ConfigurationError
+from ragline.dev import storage_emulator
 from ragline.dev.checkout import repo_root
 from ragline.ingest.queues import STAGES, queue_name
 
@@ -50,6 +54,9 @@ class Stack:
     pids: dict[str, int] = field(default_factory=dict)
     started_db: bool = False
     task_secret: str = ""
+    #: The Cloud Storage emulator's base URL and the upload bucket in it.
+    storage: str = ""
+    upload_bucket: str = ""
 
 
 def function_names() -> list[str]:
@@ -130,6 +137,16 @@ def function_env(stack: Stack, settings: Settings, emulator_port: int) -> dict[s
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if stack.storage:
+        home = settings.ragline_home.resolve()
+        env.update(
+            {
+                "STORAGE_EMULATOR_HOST": stack.storage,
+                "UPLOAD_BUCKET": stack.upload_bucket,
+                # The same V4 signing code as in Google Cloud, with a throwaway key.
+                "STORAGE_SIGNING_KEY_FILE": str(storage_emulator.signing_key(home)),
+            }
+        )
     return env
 
 
@@ -210,6 +227,7 @@ def start(progress: Callable[[str], None] = print) -> Stack:
     names = function_names()
     ports = {n: free_port() for n in names}
     emulator_port = free_port()
+    storage_port = free_port()
     stack = Stack(
         functions={n: f"http://127.0.0.1:{p}/" for n, p in ports.items()},
         api_key=api_key,
@@ -217,15 +235,23 @@ def start(progress: Callable[[str], None] = print) -> Stack:
         emulator=f"127.0.0.1:{emulator_port}",
         started_db=started_db,
         task_secret=secrets.token_urlsafe(24),
+        storage=f"http://127.0.0.1:{storage_port}",
+        upload_bucket=settings.upload_bucket or storage_emulator.LOCAL_BUCKET,
     )
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         progress(f"Cloud Tasks emulator on :{emulator_port} ({len(STAGES)} queues)")
         procs["tasks-emulator"] = start_emulator(emulator_port, logs)
+        procs["storage-emulator"] = storage_emulator.start(
+            storage_port, home / "gcs", logs / "storage-emulator.log"
+        )
         env = function_env(stack, settings, emulator_port)
         for name in names:
             procs[name] = start_function(name, ports[name], env, logs)
         wait_port(emulator_port, procs["tasks-emulator"], "tasks-emulator", 30)
+        storage_emulator.wait_ready(stack.storage, procs["storage-emulator"])
+        storage_emulator.ensure_bucket(stack.storage, stack.upload_bucket, settings.gcp_project)
+        progress(f"Cloud Storage emulator on :{storage_port} (bucket {stack.upload_bucket})")
         for name in names:
             wait_port(ports[name], procs[name], name, 60)
             progress(f"function {name:<10} {stack.functions[name]}")
@@ -242,6 +268,20 @@ def start(progress: Callable[[str], None] = print) -> Stack:
                 logs / "scheduler.log",
             )
             progress(f"scheduler: reconcile every {RECONCILE_EVERY_S}s")
+        if "on_upload" in names:
+            procs["events"] = _spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "ragline.dev.events",
+                    stack.functions["on_upload"],
+                    stack.upload_bucket,
+                ],
+                env,
+                logs / "events.log",
+            )
+            twice = " (each twice)" if env.get("RAGLINE_DUPLICATE_EVENTS") == "1" else ""
+            progress(f"events: gs://{stack.upload_bucket} -> on_upload{twice}")
     except BaseException:
         stack.pids = {n: p.pid for n, p in procs.items()}
         stop(stack)

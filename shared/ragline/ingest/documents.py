@@ -253,7 +253,7 @@ def describe(session: Session, doc: Document, *, detail: bool = False) -> dict[s
             "file_bytes": doc.file_bytes,
             "page_count": doc.page_count,
             "extracted_chars": doc.extracted_chars,
-            "generation": doc.source_generation,
+            "generation": None if doc.source_generation is None else int(doc.source_generation),
         }
     if detail:
         out["chunks"] = chunk_counts(session, doc.id)

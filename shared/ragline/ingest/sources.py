@@ -8,10 +8,11 @@ client-supplied `source_uri` is a label, never a location the parse stage reads.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
-from ragline.core.errors import ExtractionError
+from ragline.core.errors import ExtractionError, ObjectGoneError
 from ragline.db import tenancy
 from ragline.db.models import Document, DocumentFile
 
@@ -27,7 +28,7 @@ class Source:
 def locate(session: Session, doc: Document) -> Source:
     """With a tenant session: where the document's file is (its bytes, when posted)."""
     if doc.source_generation is not None and doc.source_uri:
-        return Source(doc.content_type, uri=doc.source_uri, generation=doc.source_generation)
+        return Source(doc.content_type, uri=doc.source_uri, generation=int(doc.source_generation))
     data = session.scalar(
         tenancy.scoped_select(
             session, DocumentFile, DocumentFile.document_id == doc.id
@@ -44,4 +45,21 @@ def read(source: Source) -> bytes:
     the newer event takes care of the document), a transient error otherwise."""
     if source.data is not None:
         return source.data
+    parts = urlsplit(source.uri or "")
+    bucket, name = parts.netloc, parts.path.lstrip("/")
+    try:
+        if parts.scheme == "gs" and source.generation:
+            from ragline.cloud.gcp import storage
+
+            return storage.read_object(bucket, name, source.generation)
+        if parts.scheme == "s3":
+            from ragline.cloud.aws import s3
+
+            # S3 events name no readable version in an unversioned bucket: the current
+            # object is read (an overwrite's own event replaces this document anyway).
+            return s3.read_object(bucket, name)
+    except ObjectGoneError as exc:
+        raise ExtractionError(
+            "source_gone", f"the object is gone (overwritten or deleted): {exc.message}"
+        ) from exc
     raise ExtractionError("source_gone", f"no reader for {source.uri!r}")

@@ -1,2 +1,3 @@
-"""Google Cloud adapters: Cloud Tasks (`cloud_tasks`), the Cloud SQL connector (`cloudsql`) and
-Vertex AI credentials and URLs (`vertex`). Each imports its SDK only when first used."""
+"""Google Cloud adapters: Cloud Tasks (`cloud_tasks`), the Cloud SQL connector (`cloudsql`),
+Vertex AI credentials and URLs (`vertex`) and Cloud Storage (`storage`). Each imports its SDK
+only when first used."""
