@@ -58,7 +58,7 @@ def _call(app: Any, body: bytes, content_length: str | None = None) -> dict[str,
 def test_a_body_without_length_is_cut_after_the_limit_plus_one_byte(
     body: bytes, limit: int, mode: str, block: int
 ) -> None:
-    settings = config.Settings(_env_file=None, max_body_bytes=limit)  # type: ignore[call-arg]
+    settings = config.Settings(_env_file=None, max_body_bytes=limit)
     original = config.get_settings
     config.get_settings = lambda: settings  # type: ignore[assignment]
     try:
