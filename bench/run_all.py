@@ -185,7 +185,7 @@ def coldstart_table(res: dict[str, Any]) -> list[str]:
     out = [
         f"### Cold start (`coldstart.jsonl`, {res['at']}, {res.get('pass', '?')} pass, "
         f"median of {res['starts']} starts, "
-        f"{res['imports']} imports)",
+        f"{res['imports']} imports, {res.get('venv', 'current')} venv)",
         "",
         "| function | first request | first response s | ÷ hello-world | import s "
         "| ÷ hello-world | heaviest imports (ms) |",
