@@ -9,12 +9,19 @@ authentication). Each target is started `--starts` times (median reported); impo
 `import main` in a fresh interpreter, `--imports` times, plus the heaviest top-level imports
 from one `python -X importtime` run.
 
+Every target runs in a virtualenv installed from its package's own `requirements.txt` (what
+Cloud Functions installs: no dev tools, no `rich`), one per distinct requirements file, the
+hello-world in the one without the embedder's packages; `--venv current` runs them all in
+this interpreter instead (faster, but it carries the dev extras).
+
     .venv/bin/python bench/coldstart.py [--starts 5] [--imports 5] [--only search,health]
+        [--venv package|current] [--venv-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
 import os
 import re
@@ -60,14 +67,38 @@ def probe(name: str) -> tuple[str, int]:
     return ("GET", 200) if name == "health" else ("PUT", 405)
 
 
+def package_pythons(folders: list[Path], venv_dir: Path) -> dict[Path, Path]:
+    """Each folder's interpreter: a virtualenv with its `requirements.txt` installed, one per
+    distinct requirements (+ constraints) file, reused from `venv_dir` when complete."""
+    pythons: dict[Path, Path] = {}
+    for folder in folders:
+        files = [folder / "requirements.txt", folder / "constraints.txt"]
+        digest = hashlib.sha256(b"".join(f.read_bytes() for f in files if f.exists()))
+        venv = venv_dir / digest.hexdigest()[:16]
+        if not (venv / ".installed").exists():
+            say(f"installing {folder.name}'s requirements.txt into {venv}")
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            pip = [str(venv / "bin" / "pip"), "install", "-q", "-r", "requirements.txt"]
+            subprocess.run(pip, cwd=folder, check=True)
+            (venv / ".installed").touch()
+        pythons[folder] = venv / "bin" / "python"
+    return pythons
+
+
 def first_response(
-    target: str, source: Path, env: dict[str, str], method: str, timeout: float = 60
+    target: str,
+    source: Path,
+    env: dict[str, str],
+    method: str,
+    python: Path,
+    timeout: float = 60,
 ) -> tuple[float, int]:
     """Seconds from Popen to the first HTTP response, and its status."""
     from ragline.dev import devstack
 
     port = devstack.free_port()
-    ff = Path(sys.executable).parent / "functions-framework"
+    ff = python.parent / "functions-framework"
     cmd = [str(ff), f"--target={target}", f"--source={source}", "--host=127.0.0.1"]
     cmd.append(f"--port={port}")
     started = time.perf_counter()
@@ -97,14 +128,14 @@ def first_response(
         devstack.kill(proc.pid)
 
 
-def import_seconds(source: Path, env: dict[str, str]) -> float:
+def import_seconds(source: Path, env: dict[str, str], python: Path) -> float:
     """`import main` of `source` in a fresh interpreter (interpreter start excluded)."""
     code = (
         "import sys, time; sys.path.insert(0, sys.argv[1]); t = time.perf_counter(); "
         "import main; print(time.perf_counter() - t)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(source.parent)],
+        [str(python), "-c", code, str(source.parent)],
         env={**env, "PYTHONPATH": str(source.parent)},
         capture_output=True,
         text=True,
@@ -117,11 +148,13 @@ def import_seconds(source: Path, env: dict[str, str]) -> float:
 _IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
-def heaviest_imports(source: Path, env: dict[str, str], top: int = 6) -> list[list[Any]]:
+def heaviest_imports(
+    source: Path, env: dict[str, str], python: Path, top: int = 6
+) -> list[list[Any]]:
     """The direct imports of `main` by cumulative import time (ms), from one
     `python -X importtime` run (children are printed before their parent, one level deeper)."""
     out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import main"],
+        [str(python), "-X", "importtime", "-c", "import main"],
         env={**env, "PYTHONPATH": str(source.parent)},
         capture_output=True,
         text=True,
@@ -149,6 +182,15 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=5, help="process starts per function")
     parser.add_argument("--imports", type=int, default=5, help="import timings per function")
     parser.add_argument("--only", default="", help="comma-separated function names")
+    parser.add_argument(
+        "--venv",
+        choices=("package", "current"),
+        default="package",
+        help="package: a virtualenv from each package's requirements.txt; current: this one",
+    )
+    parser.add_argument(
+        "--venv-dir", type=Path, help="keep (and reuse) the package virtualenvs here"
+    )
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     exit_on_sigterm()
@@ -170,6 +212,14 @@ def main() -> None:
 
     built = packaging.build_packages(repo_root(), scratch / "packages", names)
     targets += [(folder.name, folder.name, folder / "main.py") for folder in built]
+    current = Path(sys.executable)
+    pythons = {folder: current for folder in built}
+    if args.venv == "package":
+        pythons = package_pythons(built, args.venv_dir or scratch / "venvs")
+    # The hello-world runs where the functions without the embedder's packages run.
+    plain = [f for f in built if f.name not in packaging.EMBEDDING_FUNCTIONS] or built
+    python_of = {source: pythons[source.parent] for _, _, source in targets[1:]}
+    python_of[hello] = pythons[plain[0]] if built else current
     firsts: dict[str, list[float]] = {label: [] for label, _, _ in targets}
     statuses: dict[str, set[int]] = {label: set() for label, _, _ in targets}
     imports: dict[str, list[float]] = {label: [] for label, _, _ in targets}
@@ -181,11 +231,11 @@ def main() -> None:
             for label, target, source in targets:
                 if round_ < args.starts:
                     method = "GET" if label == "hello-world" else probe(target)[0]
-                    seconds, status = first_response(target, source, env, method)
+                    seconds, status = first_response(target, source, env, method, python_of[source])
                     firsts[label].append(seconds)
                     statuses[label].add(status)
                 if round_ < args.imports:
-                    imports[label].append(import_seconds(source, env))
+                    imports[label].append(import_seconds(source, env, python_of[source]))
         for label, target, source in targets:
             method, expected = ("GET", 200) if label == "hello-world" else probe(target)
             rows[label] = {
@@ -195,7 +245,7 @@ def main() -> None:
                 "first_response_s": round(statistics.median(firsts[label]), 3),
                 "first_response_all_s": [round(x, 3) for x in firsts[label]],
                 "import_s": round(statistics.median(imports[label]), 3),
-                "heaviest_imports_ms": heaviest_imports(source, env),
+                "heaviest_imports_ms": heaviest_imports(source, env, python_of[source]),
             }
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -211,12 +261,16 @@ def main() -> None:
         "starts": args.starts,
         "imports": args.imports,
         "cpus": os.cpu_count(),
+        "venv": args.venv,
         "how": {
             "first_response_s": "median seconds from Popen(functions-framework --target …) "
             "to the first HTTP response (GET / for health and hello-world, PUT / → 405 for "
             "the others: no database, no API key)",
             "import_s": "median seconds of `import main` in a fresh interpreter",
             "ratios": "function / hello-world, same run",
+            "venv": "package: each target in a virtualenv installed from its package's "
+            "requirements.txt (hello-world: the one without the embedder); current: the "
+            "interpreter running the bench",
         },
     }
     if args.no_record:

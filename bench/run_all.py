@@ -64,7 +64,8 @@ def say(message: str) -> None:
 
 def latest(name: str) -> dict[str, Any] | None:
     """The newest result of `name`; for search, the newest of the default shape (synthetic
-    vectors, no filler orgs): the real-vector and 1M-row runs are recorded beside it."""
+    vectors, no filler orgs): the real-vector and 1M-row runs are recorded beside it; for
+    coldstart, the newest measured in the package virtualenvs, when there is one."""
     path = RESULTS / f"{name}.jsonl"
     if not path.exists():
         return None
@@ -75,6 +76,8 @@ def latest(name: str) -> dict[str, Any] | None:
             for r in results
             if r.get("vectors", "synthetic") == "synthetic" and not r.get("filler_orgs")
         ]
+    if name == "coldstart":
+        results = [r for r in results if r.get("venv") == "package"] or results
     return results[-1] if results else None
 
 
@@ -185,7 +188,7 @@ def coldstart_table(res: dict[str, Any]) -> list[str]:
     out = [
         f"### Cold start (`coldstart.jsonl`, {res['at']}, {res.get('pass', '?')} pass, "
         f"median of {res['starts']} starts, "
-        f"{res['imports']} imports)",
+        f"{res['imports']} imports, {res.get('venv', 'current')} venv)",
         "",
         "| function | first request | first response s | ÷ hello-world | import s "
         "| ÷ hello-world | heaviest imports (ms) |",

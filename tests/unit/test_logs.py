@@ -66,3 +66,23 @@ def test_context_does_not_leak_between_threads(capsys: pytest.CaptureFixture[str
     log("INFO", "from main")
     worker, main = lines(capsys)
     assert worker["request_id"] == "worker" and main["request_id"] == "main-thread"
+
+
+def test_a_field_of_the_event_wins_over_the_bound_context(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bind_context(request_id="r-3", org_id="bound")
+    log("INFO", "x", org_id=None, stage="chunk")
+    (line,) = lines(capsys)
+    assert line["org_id"] is None and line["stage"] == "chunk" and line["request_id"] == "r-3"
+
+
+def test_library_warnings_keep_their_severity_and_context(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    log("INFO", "configure")
+    bind_context(request_id="r-4", function="embed")
+    logging.getLogger("ragline.ingest.extract").warning("skipped %d pages", 3)
+    line = lines(capsys)[-1]
+    assert line["severity"] == "WARNING" and line["message"] == "skipped 3 pages"
+    assert line["function"] == "embed" and isinstance(line["time"], float)

@@ -8,6 +8,7 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Request, Response
@@ -39,34 +40,57 @@ _BLOCK = 64 * 1024
 class _CappedInput:
     """A WSGI input stream that yields at most `cap` bytes and then reports end of body:
     nothing downstream (functions-framework's after-request hook reads every body to the end)
-    can pull more than the cap into memory, with or without a Content-Length."""
+    can pull more than the cap into memory, with or without a Content-Length.
 
-    def __init__(self, stream: Any, cap: int) -> None:
+    A callable `cap` is called when the body's first byte arrives: a request without a body
+    (every GET, the first request of a cold start) never looks the limit up (issue 12)."""
+
+    def __init__(self, stream: Any, cap: int | Callable[[], int]) -> None:
         self._stream = stream
-        self._left = cap
+        self._cap = cap
+        self._left: int | None = cap if isinstance(cap, int) else None
+
+    def _first_byte(self) -> bytes:
+        """Before anything was read (lazy cap): one byte, and the cap once there is one."""
+        first = bytes(self._stream.read(1))
+        if first and callable(self._cap):
+            self._left = self._cap() - 1
+        return first
+
+    def _capped(self, read: Callable[[int], Any], size: int | None) -> bytes:
+        if self._left is None or self._left <= 0:
+            return b""
+        want = self._left if size is None or size < 0 else min(size, self._left)
+        data = bytes(read(want))
+        self._left -= len(data)
+        return data
 
     def read(self, size: int | None = -1) -> bytes:
-        if self._left <= 0:
+        if size == 0:
             return b""
-        want = self._left if size is None or size < 0 else min(size, self._left)
-        data = bytes(self._stream.read(want))
-        self._left -= len(data)
-        return data
+        if self._left is not None:
+            return self._capped(self._stream.read, size)
+        first = self._first_byte()
+        more = None if size is None or size < 0 else size - 1
+        return first + self._capped(self._stream.read, more) if first and more != 0 else first
 
     def readline(self, size: int | None = -1) -> bytes:
-        if self._left <= 0:
+        if size == 0:
             return b""
-        want = self._left if size is None or size < 0 else min(size, self._left)
-        data = bytes(self._stream.readline(want))
-        self._left -= len(data)
-        return data
+        if self._left is not None:
+            return self._capped(self._stream.readline, size)
+        first = self._first_byte()
+        if not first or first == b"\n" or size == 1:
+            return first
+        more = None if size is None or size < 0 else size - 1
+        return first + self._capped(self._stream.readline, more)
 
     def __iter__(self) -> Any:
         return iter(self.readline, b"")
 
     def drain(self, limit: int = DRAIN_MAX_BYTES) -> None:
         """Discard what is left of the body past the cap, up to `limit` bytes."""
-        if self._left > 0:
+        if self._left is None or self._left > 0:
             return
         _discard(self._stream, limit)
 
@@ -88,16 +112,14 @@ def body_limit_middleware(app: Any) -> Any:
     buffered."""
 
     def middleware(environ: dict[str, Any], start_response: Any) -> Any:
-        from ragline.core.config import get_settings
-
-        limit = get_settings().max_body_bytes
         declared = environ.get("CONTENT_LENGTH") or ""
         refusal: tuple[str, str, str] | None = None
         details: Any = None
         if declared:
             if not (declared.isascii() and declared.isdigit()):
                 refusal = ("400 Bad Request", "malformed_body", "invalid Content-Length")
-            elif int(declared) > limit:
+            elif int(declared) > 0 and int(declared) > (limit := _max_body_bytes()):
+                # An empty body fits any limit: it is not looked up (issue 12: cold start).
                 too_large = _too_large(limit, environ.get("CONTENT_TYPE"))
                 refusal = ("413 Request Entity Too Large", "payload_too_large", too_large.message)
                 details = too_large.details
@@ -126,7 +148,7 @@ def body_limit_middleware(app: Any) -> Any:
             environ["wsgi.input_terminated"] = True
 
             return app(environ, start_response)
-        capped = _CappedInput(environ["wsgi.input"], limit + 1)
+        capped = _CappedInput(environ["wsgi.input"], lambda: _max_body_bytes() + 1)
         environ["wsgi.input"] = capped
         try:
             return app(environ, start_response)
@@ -135,6 +157,12 @@ def body_limit_middleware(app: Any) -> Any:
 
     middleware.ragline_body_limit = True  # type: ignore[attr-defined]
     return middleware
+
+
+def _max_body_bytes() -> int:
+    from ragline.core.config import get_settings
+
+    return get_settings().max_body_bytes
 
 
 def install_body_limit() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -79,18 +80,49 @@ def _verify_task_caller(req: Request, stage: str) -> None:
     verify_queue_or_scheduler(req, stage, caller=get_settings().task_caller_service_account)
 
 
-def _warm(stage: str) -> None:
-    from ragline.ingest import pipeline
+#: Seconds a freshly forked stage worker waits for its first task before warming up anyway.
+WARM_UP_IDLE_S = 1.0
 
-    pipeline.start_preload(stage)
+
+class _WarmUp:
+    """When a stage worker warms itself (imports, a pooled connection, the model: issue 16).
+
+    A thread started in the forked gunicorn worker (never in the master: a thread there would
+    leave the embedder lock held in the child for good) waits for the worker's first task,
+    then warms alongside it, overlapping the caller check (an OIDC token's certificates) with
+    the imports, the connection and the model load; with no task after `WARM_UP_IDLE_S`, it
+    warms anyway, so a worker with CPU between requests (the local stack, always-allocated
+    CPU) is warm before its first task. Cloud Run gives request-based instances CPU only while
+    a request runs, so there the first task is what drives the warm-up. What a worker answers
+    before (a refused method) does not compete with it (issue 12: cold start)."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self._go: threading.Event | None = None
+
+    def arm(self) -> None:
+        """In the forked worker: start the waiting thread."""
+        self._go = threading.Event()
+        threading.Thread(target=self._run, name=f"{self.stage}-warm-up", daemon=True).start()
+
+    def now(self) -> None:
+        """A task arrived: warm up now, if not already."""
+        if self._go is not None:
+            self._go.set()
+
+    def _run(self) -> None:
+        assert self._go is not None
+        self._go.wait(WARM_UP_IDLE_S)
+        from ragline.ingest import pipeline
+
+        pipeline.preload(self.stage)
 
 
 def task_endpoint(stage: str) -> Callable[[Request], Response]:
     """The HTTP face of a pipeline stage: verify the caller, run the stage, 200 or 503."""
     install_body_limit()
-    # Warm the worker (imports, a pooled connection, the model) in the background once
-    # gunicorn has forked it: nothing heavy is imported here, in the master (cold start).
-    os.register_at_fork(after_in_child=lambda: _warm(stage))
+    warm_up = _WarmUp(stage)
+    os.register_at_fork(after_in_child=warm_up.arm)
 
     def wrapped(req: Request) -> Response:
         from ragline.core.logs import add_context, bind_context, log
@@ -102,6 +134,7 @@ def task_endpoint(stage: str) -> Callable[[Request], Response]:
         try:
             if req.method != "POST":
                 raise errors.MethodNotAllowedError("task endpoints accept POST only")
+            warm_up.now()
             _verify_task_caller(req, stage)
             from ragline.core.config import get_settings
             from ragline.ingest import pipeline  # the stage's code, once the caller is known

@@ -136,7 +136,9 @@ class Settings(BaseSettings):
     chunk_tokens: int = 200
     chunk_overlap_tokens: int = 40
     embed_batch_chunks: int = 64
-    max_body_bytes: int = 10 * 1024 * 1024
+    max_body_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1, description="Largest request body, bytes (413 above)"
+    )
     max_document_bytes: int = Field(
         default=4 * 1024 * 1024,
         ge=1,

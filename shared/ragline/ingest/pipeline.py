@@ -767,30 +767,24 @@ def _retry_later(stage: str, task: TaskPayload, attempt: int) -> bool:
     return True
 
 
-def start_preload(stage: str) -> None:
-    """Warm a stage function's worker in a daemon thread: the stage's lazy imports, one pooled
-    database connection and, for embed, the model, so the first task does not pay for them
-    (issue 16). Called in the forked gunicorn worker (`ragline.api.tasks` registers it with
-    `os.register_at_fork`): a thread started in the master before the fork would leave the
-    embedder lock held in the child for good."""
-    import threading
+def preload(stage: str) -> None:
+    """Warm this process for `stage`: the stage's lazy imports, one pooled database connection
+    and, for embed, the model, so a task does not pay for them (issue 16). Never raises.
+    `ragline.api.tasks` runs it in a background thread of the forked gunicorn worker and
+    decides when (issue 12)."""
+    try:
+        from ragline.db.engine import get_engine
 
-    def warm() -> None:
-        try:
-            from ragline.db.engine import get_engine
+        with get_engine().connect():
+            pass
+        if stage == "chunk":
+            import ragline.ingest.chunking  # noqa: F401
+        if stage == "embed" and get_settings().embedding_provider == "minilm":
+            from ragline.retrieval.embeddings import get_embedder
 
-            with get_engine().connect():
-                pass
-            if stage == "chunk":
-                import ragline.ingest.chunking  # noqa: F401
-            if stage == "embed" and get_settings().embedding_provider == "minilm":
-                from ragline.retrieval.embeddings import get_embedder
-
-                get_embedder()
-        except Exception as exc:  # the first task reports it with its own error handling
-            log("WARNING", "stage warm-up failed", event="preload_failed", error=str(exc))
-
-    threading.Thread(target=warm, name=f"{stage}-warm-up", daemon=True).start()
+            get_embedder()
+    except Exception as exc:  # the first task reports it with its own error handling
+        log("WARNING", "stage warm-up failed", event="preload_failed", error=str(exc))
 
 
 def _run_inline(stage: str, payload: dict[str, Any], *, attempt: int, max_attempts: int) -> bool:
