@@ -241,7 +241,9 @@ def missing_count(session: Session, space: Space) -> int:
 def missing_batches(session: Session, space: Space, batch_size: int) -> list[tuple[uuid.UUID, int]]:
     """(document, batch) pairs with a chunk lacking a vector in `space`, over documents that
     are ready or being embedded (the others reach the embed stage on their own)."""
-    batch = sa.cast(Chunk.ord / batch_size, sa.Integer)
+    # Integer division by a literal: one expression in SELECT and GROUP BY (a bound
+    # parameter each time would make them two different expressions to Postgres).
+    batch = Chunk.ord.op("/")(sa.literal_column(str(int(batch_size))))
     rows = session.execute(
         sa.select(Chunk.document_id, batch)
         .join(Document, Document.id == Chunk.document_id)

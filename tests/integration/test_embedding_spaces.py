@@ -1,0 +1,300 @@
+"""Embedding spaces (issue 17) on the real test Postgres with two real spaces in one org: the
+hashing embedder at 384 d (the legacy space, `chunk.embedding`) and at 256 d
+(`chunk_vector_256`). Shadow build through the embed stage, ingest during a build, cutover
+and rollback (also while searches run in a loop), guardrails, purge."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from ragline.core.errors import EmbeddingSpaceError, ValidationError
+from ragline.db import engine as db
+from ragline.db import orgs, tenancy
+from ragline.db.models import VECTOR_TABLES, Chunk, EmbeddingSpace
+from ragline.guardrails import fairshare
+from ragline.ingest import documents, ingestion, pipeline, queues, reembed
+from ragline.retrieval import search, spaces
+
+TEXTS = {
+    "sailing": "Sailing boats use a keel and a rudder to steer against the wind. " * 6,
+    "baking": "Bread dough rises when yeast ferments sugars into carbon dioxide. " * 6,
+    "stars": "Stars fuse hydrogen into helium in their cores and shine for billions of years. " * 6,
+}
+T256 = VECTOR_TABLES[256]
+
+
+@pytest.fixture()
+def hashing(configure: Callable[..., None]) -> Callable[..., None]:
+    configure(queue_backend="inline", embedding_provider="hashing", embed_batch_chunks="2")
+    return configure
+
+
+def make_org(slug: str) -> uuid.UUID:
+    with db.owner_session() as session:
+        org_id, _ = orgs.ensure_org(session, slug)
+    return org_id
+
+
+def add_doc(org_id: uuid.UUID, title: str, text: str) -> uuid.UUID:
+    with tenancy.tenant_session(org_id) as session:
+        result = documents.create(session, documents.NewDocument(title=title, text=text))
+    ingestion.start_pipeline(org_id, result)
+    return result.document.id
+
+
+def find(org_id: uuid.UUID, query: str, mode: search.Mode = "vector") -> search.SearchResult:
+    req = search.SearchRequest(query=query, top_k=5, mode=mode)
+    with tenancy.tenant_session(org_id) as session:
+        return search.search(session, req)
+
+
+def titles(result: search.SearchResult) -> list[str]:
+    return [h.title for h in result.hits]
+
+
+def counts(org_id: uuid.UUID) -> tuple[int, int, int]:
+    """(chunks, chunks with a legacy vector, vectors in chunk_vector_256) of the org."""
+    with tenancy.tenant_session(org_id) as s:
+        chunks = tenancy.count(s, Chunk)
+        legacy = tenancy.count(s, Chunk, Chunk.embedding.is_not(None))
+        table = s.scalar(sa.select(sa.func.count()).select_from(T256)) or 0
+    return chunks, legacy, int(table)
+
+
+def org_with_docs(slug: str = "spaces") -> uuid.UUID:
+    org = make_org(slug)
+    for title, text in TEXTS.items():
+        add_doc(org, title, text)
+    return org
+
+
+def shadow_only(org: uuid.UUID) -> spaces.Space:
+    """A shadow space recorded without enqueuing its build (a build "in progress")."""
+    with tenancy.tenant_session(org) as s:
+        space, created = spaces.start_shadow(s, "hashing", "hashing-v1", 256)
+    assert created
+    return space
+
+
+def test_org_without_spaces_searches_as_before(hashing: Any) -> None:
+    org = org_with_docs()
+    with tenancy.tenant_session(org) as s:
+        embedder, space = spaces.for_search(s)
+        assert space is None and embedder.dim == 384
+        assert spaces.listing(s) == []
+    assert titles(find(org, "keel rudder sailing"))[0] == "sailing"
+
+
+def test_shadow_build_cutover_and_rollback(hashing: Any) -> None:
+    org = org_with_docs()
+    chunks, legacy, table = counts(org)
+    assert chunks == legacy and table == 0
+    before = find(org, "yeast bread dough")
+
+    build = reembed.start(org, "hashing", "hashing-v1", 256)
+    assert build.created and build.tasks > 0
+    assert build.estimate["chunks"] == chunks and build.estimate["tokens"] > 0
+    # Inline queue: the build ran through the embed stage; the legacy column is untouched.
+    assert counts(org) == (chunks, chunks, chunks)
+    status = {p["state"]: p for p in reembed.status(org)}
+    assert status["shadow"]["missing"] == 0 and status["shadow"]["embedded"] == chunks
+    assert status["active"]["storage"] == "chunk" and status["active"]["dimension"] == 384
+    # Still searching the legacy space.
+    assert [h.chunk_id for h in find(org, "yeast bread dough").hits] == [
+        h.chunk_id for h in before.hits
+    ]
+
+    switch = reembed.cutover(org)
+    assert (switch.active.dimension, switch.retired.dimension, switch.missing) == (256, 384, 0)
+    with tenancy.tenant_session(org) as s:
+        embedder, space = spaces.for_search(s)
+        assert space is not None and space.id == build.space.id and embedder.dim == 256
+    for mode in ("vector", "hybrid", "text"):
+        assert titles(find(org, "yeast bread dough", mode))[0] == "baking", mode
+
+    back = reembed.rollback(org)
+    assert back.active.storage == "chunk" and back.retired.id == build.space.id
+    assert [h.chunk_id for h in find(org, "yeast bread dough").hits] == [
+        h.chunk_id for h in before.hits
+    ]
+
+
+def test_ingest_during_a_build_embeds_both_spaces_and_resume_fills_the_rest(
+    hashing: Any,
+) -> None:
+    org = org_with_docs()
+    shadow = shadow_only(org)
+    chunks, _, table = counts(org)
+    assert table == 0
+    new = add_doc(org, "tides", "The moon's gravity raises tides in the oceans twice a day. " * 6)
+    with tenancy.tenant_session(org) as s:
+        new_chunks = tenancy.count(s, Chunk, Chunk.document_id == new)
+        missing = spaces.missing_count(s, shadow)
+    assert counts(org) == (chunks + new_chunks, chunks + new_chunks, new_chunks)
+    assert missing == chunks
+    # Resumable and idempotent: only the missing batches are enqueued, twice changes nothing.
+    first = reembed.resume(org)
+    assert first.tasks > 0
+    again = reembed.resume(org)
+    assert again.tasks == 0
+    assert counts(org) == (chunks + new_chunks,) * 3
+    reembed.cutover(org)
+    assert titles(find(org, "moon gravity tides"))[0] == "tides"
+    # After the cutover, a new document is embedded in the active space and becomes ready.
+    late = add_doc(org, "late", "Volcanoes erupt when magma rises through the crust. " * 6)
+    assert titles(find(org, "magma volcanoes crust"))[0] == "late"
+    with tenancy.tenant_session(org) as s:
+        assert tenancy.count(s, Chunk, Chunk.document_id == late, Chunk.embedding.is_(None)) > 0
+
+
+def test_cutover_refused_while_incomplete_unless_forced(hashing: Any) -> None:
+    org = org_with_docs()
+    shadow_only(org)
+    chunks, _, _ = counts(org)
+    with pytest.raises(EmbeddingSpaceError) as refused:
+        reembed.cutover(org)
+    assert refused.value.details["missing"] == chunks
+    # Nothing switched: searches still answer from the legacy space.
+    assert titles(find(org, "hydrogen helium stars"))[0] == "stars"
+    forced = reembed.cutover(org, force=True)
+    assert forced.missing == chunks
+    # The fill was enqueued (inline: done): the new active space is complete.
+    assert counts(org)[2] == chunks
+    assert titles(find(org, "hydrogen helium stars"))[0] == "stars"
+
+
+def test_two_builds_at_once_are_impossible(hashing: Any) -> None:
+    org = org_with_docs()
+    shadow_only(org)
+    with tenancy.tenant_session(org) as s, pytest.raises(EmbeddingSpaceError):
+        spaces.start_shadow(s, "hashing", "hashing-v1", 768)
+    # The same build again is a resume, not a second one.
+    with tenancy.tenant_session(org) as s:
+        _, created = spaces.start_shadow(s, "hashing", "hashing-v1", 256)
+        assert not created
+    # Even a writer that skips the checks meets the partial unique index.
+    with pytest.raises(sa_exc.IntegrityError), tenancy.tenant_session(org) as s:
+        tenancy.add(
+            s,
+            EmbeddingSpace(
+                provider="hashing",
+                model="hashing-v1",
+                dimension=768,
+                state="shadow",
+                storage="chunk_vector_768",
+            ),
+        )
+        s.flush()
+
+
+@pytest.mark.parametrize(
+    ("dimension", "message"), [(3072, "at most 2000"), (512, "no vector table")]
+)
+def test_unsupported_dimensions_are_refused(hashing: Any, dimension: int, message: str) -> None:
+    org = org_with_docs()
+    with pytest.raises(ValidationError, match=message), tenancy.tenant_session(org) as s:
+        spaces.start_shadow(s, "hashing", "hashing-v1", dimension)
+
+
+def test_searches_never_fail_or_come_back_empty_during_build_cutover_and_rollback(
+    hashing: Any,
+) -> None:
+    org = org_with_docs()
+    stop = threading.Event()
+    errors: list[str] = []
+    empty: list[str] = []
+    done = [0]
+
+    def loop() -> None:
+        modes: tuple[search.Mode, ...] = ("vector", "hybrid")
+        while not stop.is_set():
+            for mode in modes:
+                try:
+                    got = titles(find(org, "keel rudder sailing", mode))
+                except Exception as exc:  # every failure is the finding
+                    errors.append(f"{mode}: {type(exc).__name__}: {exc}")
+                    continue
+                if not got:
+                    empty.append(mode)
+                done[0] += 1
+
+    threads = [threading.Thread(target=loop) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        reembed.start(org, "hashing", "hashing-v1", 256)
+        for _ in range(3):
+            reembed.cutover(org)
+            reembed.rollback(org)
+            with tenancy.tenant_session(org) as s:  # the rolled-back space is a shadow again
+                s.execute(
+                    sa.update(EmbeddingSpace)
+                    .where(EmbeddingSpace.org_id == org, EmbeddingSpace.state == "retired")
+                    .values(state="shadow", retired_at=None)
+                )
+        reembed.cutover(org)
+        reembed.rollback(org)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert errors == [] and empty == []
+    assert done[0] > 10
+
+
+def test_retired_space_is_purged_after_the_grace_period(hashing: Any) -> None:
+    org = org_with_docs()
+    build = reembed.start(org, "hashing", "hashing-v1", 256)
+    reembed.cutover(org)
+    reembed.rollback(org)  # the 256-d space is now the retired one
+    chunks = counts(org)[0]
+    with tenancy.tenant_session(org) as s:
+        assert spaces.purge_retired(s, timedelta(days=1)) == 0
+    assert counts(org)[2] == chunks
+    with tenancy.tenant_session(org) as s:
+        while spaces.purge_retired(s, timedelta(0), batch=2):
+            pass
+        assert spaces.get(s, build.space.id) is None
+    assert counts(org) == (chunks, chunks, 0)
+    assert titles(find(org, "keel rudder sailing"))[0] == "sailing"
+
+
+def test_a_build_has_its_own_fair_share_slots(
+    hashing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = org_with_docs()
+    space = shadow_only(org)
+    deferred: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(queues, "can_defer", lambda settings=None: True)
+    monkeypatch.setattr(
+        queues, "enqueue", lambda stage, payload, name, delay_s=0: deferred.append((stage, payload))
+    )
+    with tenancy.tenant_session(org) as s:
+        doc_id = s.scalars(
+            tenancy.scoped_select(s, Chunk).with_only_columns(Chunk.document_id)
+        ).first()
+    task = {"org_id": str(org), "document_id": str(doc_id), "batch": 0, "space": str(space.id)}
+    # The org's one re-embed slot is taken: the build task waits, live embeds are not affected.
+    held = fairshare.try_claim(org, pipeline.REEMBED_SLOTS, "other", limit="reembed_concurrency")
+    assert held is not None
+    outcome = pipeline.run_stage("embed", task, attempt=0, max_attempts=3)
+    assert outcome.ok and outcome.detail.startswith("deferred")
+    assert deferred and deferred[0][1]["space"] == str(space.id)
+    assert fairshare.try_claim(org, "embed", "live") is not None
+    fairshare.release(org, pipeline.REEMBED_SLOTS, held, "other")
+    outcome = pipeline.run_stage("embed", task, attempt=0, max_attempts=3)
+    assert outcome.detail == "done"
+    with tenancy.tenant_session(org) as s:
+        written = s.scalar(
+            sa.select(sa.func.count()).select_from(T256).where(T256.c.space_id == space.id)
+        )
+        in_batch = tenancy.count(s, Chunk, Chunk.document_id == doc_id, Chunk.ord < 2)
+    assert written == in_batch  # one batch (EMBED_BATCH_CHUNKS=2), nothing else
