@@ -52,6 +52,8 @@ def upgrade() -> None:
         sa.Column("state", sa.Text(), nullable=False),
         sa.Column("storage", sa.Text(), nullable=False),
         sa.Column("estimate", JSONB(), server_default=sa.text("'{}'::jsonb"), nullable=False),
+        sa.Column("failed_batches", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column(
             "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
         ),

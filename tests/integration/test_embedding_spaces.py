@@ -8,19 +8,19 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from ragline.core.errors import EmbeddingSpaceError, ValidationError
+from ragline.core.errors import EmbeddingError, EmbeddingSpaceError, ValidationError
 from ragline.db import engine as db
 from ragline.db import orgs, tenancy
-from ragline.db.models import VECTOR_TABLES, Chunk, EmbeddingSpace
+from ragline.db.models import VECTOR_TABLES, Chunk, Document, EmbeddingSpace, Org
 from ragline.guardrails import fairshare
 from ragline.ingest import documents, ingestion, pipeline, queues, reembed
+from ragline.ops.retention import run_retention
 from ragline.retrieval import search, spaces
 
 TEXTS = {
@@ -250,21 +250,32 @@ def test_searches_never_fail_or_come_back_empty_during_build_cutover_and_rollbac
     assert done[0] > 10
 
 
-def test_retired_space_is_purged_after_the_grace_period(hashing: Any) -> None:
+def test_retired_space_is_purged_by_retention_after_the_grace_period(hashing: Any) -> None:
     org = org_with_docs()
     build = reembed.start(org, "hashing", "hashing-v1", 256)
     reembed.cutover(org)
     reembed.rollback(org)  # the 256-d space is now the retired one
     chunks = counts(org)[0]
-    with tenancy.tenant_session(org) as s:
-        assert spaces.purge_retired(s, timedelta(days=1)) == 0
+    report = run_retention(org=org)  # default grace: 7 days
+    assert report.ok and report.totals()["embedding_spaces"] == 0
     assert counts(org)[2] == chunks
+    with db.owner_session() as s:
+        s.execute(
+            sa.update(Org)
+            .where(Org.id == org)
+            .values(settings={"retention": {"embedding_space_days": 0}})
+        )
+    dry = run_retention(org=org, dry_run=True)
+    assert dry.totals()["embedding_spaces"] == chunks + 1
+    report = run_retention(org=org, batch_size=2)
+    assert report.ok and report.complete
+    assert report.totals()["embedding_spaces"] == chunks + 1  # vectors, then the space
     with tenancy.tenant_session(org) as s:
-        while spaces.purge_retired(s, timedelta(0), batch=2):
-            pass
         assert spaces.get(s, build.space.id) is None
     assert counts(org) == (chunks, chunks, 0)
     assert titles(find(org, "keel rudder sailing"))[0] == "sailing"
+    with pytest.raises(EmbeddingSpaceError):
+        reembed.rollback(org)
 
 
 def test_a_build_has_its_own_fair_share_slots(
@@ -298,3 +309,39 @@ def test_a_build_has_its_own_fair_share_slots(
         )
         in_batch = tenancy.count(s, Chunk, Chunk.document_id == doc_id, Chunk.ord < 2)
     assert written == in_batch  # one batch (EMBED_BATCH_CHUNKS=2), nothing else
+
+
+class _Down:
+    """A remote provider that is down (the only kind of fake these tests use)."""
+
+    name = "down"
+    dim = 256
+
+    def embed(self, texts: Any, *, kind: str = "document") -> list[list[float]]:
+        raise EmbeddingError("provider unavailable")
+
+
+def test_a_failed_build_batch_is_reported_never_skipped_and_never_fails_the_document(
+    hashing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = org_with_docs()
+    space = shadow_only(org)
+    with tenancy.tenant_session(org) as s:
+        doc_id = s.scalars(
+            tenancy.scoped_select(s, Chunk).with_only_columns(Chunk.document_id)
+        ).first()
+    task = {"org_id": str(org), "document_id": str(doc_id), "batch": 0, "space": str(space.id)}
+    with monkeypatch.context() as m:
+        m.setattr(spaces, "embedder_for", lambda space, settings=None: _Down())
+        outcome = pipeline.run_stage("embed", task, attempt=2, max_attempts=3)
+    assert outcome.ok and outcome.detail.startswith("re-embed batch failed")
+    (shadow,) = [p for p in reembed.status(org) if p["state"] == "shadow"]
+    assert shadow["failed_batches"] == 1 and "provider unavailable" in shadow["last_error"]
+    assert shadow["missing"] == counts(org)[0]
+    with tenancy.tenant_session(org) as s:
+        assert s.scalar(sa.select(Document.status).where(Document.id == doc_id)) == "ready"
+    with pytest.raises(EmbeddingSpaceError):
+        reembed.cutover(org)
+    reembed.resume(org)
+    (shadow,) = [p for p in reembed.status(org) if p["state"] == "shadow"]
+    assert (shadow["failed_batches"], shadow["missing"]) == (0, 0)

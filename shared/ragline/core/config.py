@@ -97,9 +97,6 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='USD per million tokens by "provider/model" (cost estimates of a re-embed)',
     )
-    embedding_space_grace_days: float = Field(
-        default=7.0, ge=0, description="A retired embedding space is purged this long after"
-    )
 
     # --- reranking (off by default; a search asks for it with `rerank: true`) ---
     rerank_provider: Literal["none", "vertex", "http", "onnx"] = "none"

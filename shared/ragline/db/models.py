@@ -435,6 +435,12 @@ class EmbeddingSpace(Base):
     #: Tokens of the chunks to embed when the build started, and the price per million
     #: tokens if one is configured (the up-front cost estimate).
     estimate: Mapped[dict[str, Any]] = _jsonb()
+    #: Build batches that failed for good (after their retries) and the last error: the
+    #: build stays incomplete (cutover refuses) until `reembed --resume` fills them.
+    failed_batches: Mapped[int] = mapped_column(
+        sa.Integer, nullable=False, server_default=sa.text("0")
+    )
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = _now()
     activated_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     retired_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))

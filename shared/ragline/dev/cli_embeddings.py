@@ -46,6 +46,8 @@ def format_space(p: dict[str, Any]) -> str:
         line += f", {p['chunks_per_s']} chunks/s"
         if p["missing"] and p["chunks_per_s"]:
             line += f", ~{p['missing'] / p['chunks_per_s']:.0f}s left"
+    if p.get("failed_batches"):
+        line += f"; {p['failed_batches']} batches failed (last: {p['last_error']}): --resume"
     est = p.get("estimate") or {}
     if est:
         line += f"; estimate {est.get('chunks', 0)} chunks × {est.get('tokens', 0)} tokens"

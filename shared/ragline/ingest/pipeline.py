@@ -775,6 +775,11 @@ def run_stage(stage: str, raw: dict[str, Any], *, attempt: int, max_attempts: in
         error = f"{type(exc).__name__}: {exc}"
         transient = True
     last = attempt + 1 >= max_attempts
+    if task.space is not None and not (transient and not last):
+        # A build batch never fails its document (it may be ready and searched): it is
+        # counted on the space and reported; `reembed --resume` enqueues it again.
+        _reembed_failed(task, task.space, error)
+        return Outcome(True, f"re-embed batch failed: {error}")
     log(
         "WARNING",
         f"{stage} attempt {attempt} failed",
@@ -794,6 +799,23 @@ def run_stage(stage: str, raw: dict[str, Any], *, attempt: int, max_attempts: in
     # for this, the exception answers 503 and reconcile fails the document later.
     mark_failed(task, stage, error, "retries_exhausted" if transient else "error")
     return Outcome(True, f"failed permanently: {error}")
+
+
+def _reembed_failed(task: TaskPayload, space_id: uuid.UUID, error: str) -> None:
+    from ragline.retrieval import spaces
+
+    with tenancy.tenant_session(task.org_id) as session:
+        spaces.record_failure(session, space_id, error)
+    log(
+        "ERROR",
+        "re-embed batch failed",
+        event="reembed_batch_failed",
+        org_id=task.org_id,
+        document_id=task.document_id,
+        space_id=space_id,
+        batch=task.batch,
+        error=error[:500],
+    )
 
 
 def backoff_s(attempt: int) -> float:

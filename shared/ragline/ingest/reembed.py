@@ -77,6 +77,8 @@ def resume(org_id: uuid.UUID) -> Build:
     queue, or failed batches)."""
     with tenancy.tenant_session(org_id) as session:
         shadow = [s for s in spaces.live(session) if s.state == "shadow"]
+        if shadow:
+            spaces.clear_failures(session, shadow[0].id)
     if not shadow:
         raise EmbeddingSpaceError("no shadow build to resume")
     return Build(shadow[0], False, _enqueue(org_id, shadow[0].id, _work(org_id, shadow[0])))

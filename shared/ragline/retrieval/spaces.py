@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -434,6 +434,24 @@ def rollback(session: Session, *, force: bool = False) -> Switch:
     return _switch(session, spaces["active"][0], spaces["retired"][0], force)
 
 
+def record_failure(session: Session, space_id: uuid.UUID, error: str) -> None:
+    """A build batch failed for good: count it on the space (status reports it)."""
+    session.execute(
+        tenancy.scoped_update(session, EmbeddingSpace, EmbeddingSpace.id == space_id).values(
+            failed_batches=EmbeddingSpace.failed_batches + 1, last_error=error[:2000]
+        )
+    )
+
+
+def clear_failures(session: Session, space_id: uuid.UUID) -> None:
+    """Forget the failed batches (a resume enqueues them again)."""
+    session.execute(
+        tenancy.scoped_update(session, EmbeddingSpace, EmbeddingSpace.id == space_id).values(
+            failed_batches=0, last_error=None
+        )
+    )
+
+
 def progress(session: Session, space: Space) -> dict[str, Any]:
     """Vectors built, chunks still missing, throughput since the build started."""
     obj = tenancy.get(session, EmbeddingSpace, space.id)
@@ -462,56 +480,75 @@ def progress(session: Session, space: Space) -> dict[str, Any]:
         if seconds > 0 and space.state == "shadow"
         else None,
         "estimate": dict(obj.estimate),
+        "failed_batches": obj.failed_batches,
+        "last_error": obj.last_error,
         "created_at": obj.created_at.isoformat(),
         "activated_at": obj.activated_at.isoformat() if obj.activated_at else None,
         "retired_at": obj.retired_at.isoformat() if obj.retired_at else None,
     }
 
 
-def purge_retired(session: Session, grace: timedelta, *, batch: int = 5000) -> int:
-    """Delete the vectors of spaces retired longer than `grace` ago, `batch` rows per call;
-    the space row goes once its vectors are gone. Returns rows touched (0: nothing left).
-    A legacy space's vectors are cleared from `chunk.embedding`."""
-    org = tenancy.current_org(session)
-    due = session.scalars(
-        tenancy.scoped_select(
-            session,
-            EmbeddingSpace,
-            EmbeddingSpace.state == SpaceState.RETIRED,
-            EmbeddingSpace.retired_at < sa.func.now() - grace,
+def _due(session: Session, before: datetime) -> list[EmbeddingSpace]:
+    return list(
+        session.scalars(
+            tenancy.scoped_select(
+                session,
+                EmbeddingSpace,
+                EmbeddingSpace.state == SpaceState.RETIRED,
+                EmbeddingSpace.retired_at < before,
+            ).order_by(EmbeddingSpace.retired_at)
+        ).all()
+    )
+
+
+def _vectors_of(session: Session, space: Space) -> sa.Select[Any]:
+    """The keys of a space's stored vectors (legacy: chunks with `chunk.embedding`)."""
+    if space.legacy:
+        return sa.select(Chunk.id).where(
+            Chunk.org_id == tenancy.current_org(session), Chunk.embedding.is_not(None)
         )
-    ).all()
+    t = space.table
+    return sa.select(t.c.chunk_id).where(t.c.space_id == space.id)
+
+
+def purgeable(session: Session, before: datetime) -> int:
+    """Rows a purge of the spaces retired before `before` would touch (vectors + spaces)."""
+    total = 0
+    for obj in _due(session, before):
+        sub = _vectors_of(session, _of(obj)).subquery()
+        total += int(session.scalar(sa.select(sa.func.count()).select_from(sub)) or 0) + 1
+    return total
+
+
+def purge_retired(session: Session, before: datetime, *, limit: int = 5000) -> int:
+    """Delete at most `limit` vectors of spaces retired before `before` (oldest first); a
+    space whose vectors are gone is deleted too. A legacy space's vectors are cleared from
+    `chunk.embedding`. Returns rows touched: fewer than `limit` means nothing is left."""
+    org = tenancy.current_org(session)
     touched = 0
-    for obj in due:
+    for obj in _due(session, before):
+        left = limit - touched
+        if left <= 0:
+            break
         space = _of(obj)
+        keys = _vectors_of(session, space).limit(left).with_for_update(skip_locked=True)
+        stmt: sa.Executable
         if space.legacy:
-            ids = (
-                sa.select(Chunk.id)
-                .where(Chunk.org_id == org, Chunk.embedding.is_not(None))
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            )
-            n = session.execute(
+            stmt = (
                 sa.update(Chunk)
-                .where(Chunk.org_id == org, Chunk.id.in_(ids.scalar_subquery()))
+                .where(Chunk.org_id == org, Chunk.id.in_(keys.scalar_subquery()))
                 .values(embedding=None, embedding_model=None)
             )
         else:
             t = space.table
-            keys = (
-                sa.select(t.c.chunk_id)
-                .where(t.c.space_id == space.id)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
+            stmt = sa.delete(t).where(
+                t.c.space_id == space.id, t.c.chunk_id.in_(keys.scalar_subquery())
             )
-            n = session.execute(
-                sa.delete(t).where(
-                    t.c.space_id == space.id, t.c.chunk_id.in_(keys.scalar_subquery())
-                )
-            )
-        count = int(getattr(n, "rowcount", 0) or 0)
+        result = session.execute(stmt)
+        count = int(getattr(result, "rowcount", 0) or 0)
         touched += count
-        if not count:
+        if count < left:
             session.delete(obj)
+            session.flush()
             touched += 1
     return touched
