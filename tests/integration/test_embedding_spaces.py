@@ -345,3 +345,27 @@ def test_a_failed_build_batch_is_reported_never_skipped_and_never_fails_the_docu
     reembed.resume(org)
     (shadow,) = [p for p in reembed.status(org) if p["state"] == "shadow"]
     assert (shadow["failed_batches"], shadow["missing"]) == (0, 0)
+
+
+def test_the_default_provider_finds_the_active_space_in_its_one_statement(
+    hashing: Callable[..., None],
+) -> None:
+    org = org_with_docs()
+    reembed.start(org, "hashing", "hashing-v1", 256)
+    reembed.cutover(org)
+    hashing(embedding_provider="minilm")  # the deployment default: its lookup already ran
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = db.get_engine()
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with tenancy.tenant_session(org) as s:
+            statements.clear()
+            embedder, space = spaces.for_search(s)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert space is not None and space.dimension == 256 and embedder.dim == 256
+    assert len(statements) == 1
