@@ -152,7 +152,9 @@ def test_ingest_during_a_build_embeds_both_spaces_and_resume_fills_the_rest(
     late = add_doc(org, "late", "Volcanoes erupt when magma rises through the crust. " * 6)
     assert titles(find(org, "magma volcanoes crust"))[0] == "late"
     with tenancy.tenant_session(org) as s:
+        late_chunks = tenancy.count(s, Chunk, Chunk.document_id == late)
         assert tenancy.count(s, Chunk, Chunk.document_id == late, Chunk.embedding.is_(None)) > 0
+        assert documents.chunk_counts(s, late) == {"total": late_chunks, "embedded": late_chunks}
 
 
 def test_cutover_refused_while_incomplete_unless_forced(hashing: Any) -> None:
