@@ -371,3 +371,23 @@ def test_the_default_provider_finds_the_active_space_in_its_one_statement(
         sa.event.remove(engine, "before_cursor_execute", seen)
     assert space is not None and space.dimension == 256 and embedder.dim == 256
     assert len(statements) == 1
+
+
+def test_the_hnsw_plan_reads_the_active_space(
+    hashing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = org_with_docs()
+    for i in range(8):
+        add_doc(org, f"filler {i}", f"Filler number {i} talks about gardens and lawns. " * 4)
+    monkeypatch.setattr(search, "EXACT_MAX_ROWS", 3)  # this small org takes the HNSW branch
+    legacy = find(org, "keel rudder sailing")
+    assert legacy.plan["vector"] == "hnsw", legacy.plan
+    assert titles(legacy)[0] == "sailing"
+    reembed.start(org, "hashing", "hashing-v1", 256)
+    reembed.cutover(org)
+    got = find(org, "keel rudder sailing")
+    assert got.plan["vector"] == "hnsw", got.plan
+    assert titles(got)[0] == "sailing" and len(got.hits) == 5
+    # Hybrid asks for 50 candidates, more than this org has: the exact scan completes it.
+    hybrid = find(org, "keel rudder sailing", "hybrid")
+    assert hybrid.plan["vector"] == "exact-fallback" and titles(hybrid)[0] == "sailing"

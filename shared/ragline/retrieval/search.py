@@ -273,15 +273,13 @@ def _missed(session: Session, where: _Where, params: dict[str, Any], rows: Seque
     every sampled chunk of the right one is closer. Chunks of documents not yet ready may
     raise a false alarm, which only costs the retry."""
     space = where.space
-    check = _MISS_CHECK
+    check, binds = _MISS_CHECK, {"org": where.params["org"], "model": where.params["model"]}
     if space is not None and not space.legacy:
-        check = _SPACE_MISS_CHECK.format(table=space.storage)
+        check, binds = _SPACE_MISS_CHECK.format(table=space.storage), {"space": space.id}
     found = session.scalar(
         _sql(check),
         {
-            "org": where.params["org"],
-            "model": where.params["model"],
-            "space": space.id if space is not None else None,
+            **binds,
             "vector": params["vector"],
             "found": [str(r.id) for r in rows],
             "worst": float(rows[-1].distance),
