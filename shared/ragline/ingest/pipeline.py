@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +30,9 @@ from ragline.db import tenancy
 from ragline.db.models import Chunk, Document, DocumentPart, Run
 from ragline.guardrails import fairshare
 from ragline.ingest import documents, queues
+
+if TYPE_CHECKING:
+    from ragline.retrieval.spaces import Space
 
 ACTIVE = ("pending", "chunking", "embedding")
 
@@ -506,7 +509,7 @@ def _enqueue_finalize(task: TaskPayload) -> None:
     )
 
 
-def _complete(session: Session, doc: Document, space: Any = None) -> bool:
+def _complete(session: Session, doc: Document, space: Space | None = None) -> bool:
     """With the document row locked: when every expected chunk is there (ords contiguous) and
     has a vector in the searched space (`space`; None: `chunk.embedding`), mark it ready and
     its ingest run succeeded; False (nothing changed) otherwise."""
