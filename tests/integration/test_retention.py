@@ -34,6 +34,7 @@ EXPECTED = {
     "tombstone_chunks": 2,
     "tombstones": 1,
     "rate_limit_buckets": 1,
+    "embedding_spaces": 0,
 }
 
 

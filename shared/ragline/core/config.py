@@ -86,6 +86,18 @@ class Settings(BaseSettings):
         default=None, description="Base URL override, default https://{location}-aiplatform..."
     )
 
+    # --- embedding spaces (issue 17) ---
+    reembed_concurrency: int = Field(
+        default=1,
+        ge=1,
+        description="Re-embedding tasks of one org running at once: their own fair-share "
+        "slots, apart from the embed slots of live ingestion",
+    )
+    embedding_prices: dict[str, float] = Field(
+        default_factory=dict,
+        description='USD per million tokens by "provider/model" (cost estimates of a re-embed)',
+    )
+
     # --- reranking (off by default; a search asks for it with `rerank: true`) ---
     rerank_provider: Literal["none", "vertex", "http", "onnx"] = "none"
     rerank_model: str | None = Field(

@@ -93,6 +93,13 @@ class ConflictError(RaglineError):
     code = "conflict"
 
 
+class EmbeddingSpaceError(ConflictError):
+    """An embedding space change refused: a build already running, a shadow incomplete at
+    cutover, nothing to roll back to (issue 17)."""
+
+    code = "embedding_space_conflict"
+
+
 class IdempotencyInProgressError(ConflictError):
     code = "idempotency_in_progress"
 

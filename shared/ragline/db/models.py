@@ -386,6 +386,111 @@ class StorageObject(Base):
     updated_at: Mapped[datetime] = _now()
 
 
+class SpaceState(StrEnum):
+    """An embedding space's life: `shadow` (being built) → `active` (searched) → `retired`
+    (kept for rollback, purged by retention after a grace period). Issue 17."""
+
+    ACTIVE = "active"
+    SHADOW = "shadow"
+    RETIRED = "retired"
+
+
+#: Where a space keeps its vectors: `chunk` (the legacy `chunk.embedding` column, an org's
+#: first space) or `chunk_vector_<dim>`.
+LEGACY_STORAGE = "chunk"
+#: Dimensions with a vector table (`chunk_vector_<dim>`, migration 0007). HNSW on `vector`
+#: indexes at most 2000 dimensions; STORAGE PLAIN needs a row to fit one 8 kB page.
+VECTOR_DIMS: tuple[int, ...] = (256, 384, 768, 1024, 1536)
+
+
+class EmbeddingSpace(Base):
+    """One embedding model of an org (provider, model, dimension): at most one `active`
+    (searched, written by ingestion) and one `shadow` (being built, also written) per org.
+    An org without a row uses the configured model and `chunk.embedding`, as before."""
+
+    __tablename__ = "embedding_space"
+    __table_args__ = (
+        sa.Index(
+            "uq_embedding_space_org_id_active",
+            "org_id",
+            unique=True,
+            postgresql_where=sa.text("state = 'active'"),
+        ),
+        sa.Index(
+            "uq_embedding_space_org_id_shadow",
+            "org_id",
+            unique=True,
+            postgresql_where=sa.text("state = 'shadow'"),
+        ),
+        sa.CheckConstraint("state IN ('active', 'shadow', 'retired')", name="state"),
+        sa.CheckConstraint("dimension BETWEEN 1 AND 2000", name="dimension"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    org_id: Mapped[uuid.UUID] = _org_fk()
+    provider: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    #: The model as the provider's setting names it (MiniLM: the variant).
+    model: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    dimension: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    normalised: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, server_default=sa.true())
+    state: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    #: `chunk` (legacy column) or `chunk_vector_<dim>`.
+    storage: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    #: Tokens of the chunks to embed when the build started, and the price per million
+    #: tokens if one is configured (the up-front cost estimate).
+    estimate: Mapped[dict[str, Any]] = _jsonb()
+    #: Build batches that failed for good (after their retries) and the last error: the
+    #: build stays incomplete (cutover refuses) until `reembed --resume` fills them.
+    failed_batches: Mapped[int] = mapped_column(
+        sa.Integer, nullable=False, server_default=sa.text("0")
+    )
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = _now()
+    activated_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    retired_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+def _vector_table(dim: int) -> sa.Table:
+    name = f"chunk_vector_{dim}"
+    return sa.Table(
+        name,
+        Base.metadata,
+        sa.Column(
+            "space_id",
+            UUID(as_uuid=True),
+            sa.ForeignKey("embedding_space.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column(
+            "chunk_id",
+            UUID(as_uuid=True),
+            sa.ForeignKey("chunk.id", ondelete="CASCADE"),
+            primary_key=True,
+            index=True,
+        ),
+        sa.Column(
+            "org_id",
+            UUID(as_uuid=True),
+            sa.ForeignKey("org.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        # STORAGE PLAIN (migration 0007), like chunk.embedding: read in line, never TOAST.
+        sa.Column("embedding", Vector(dim), nullable=False),
+        sa.Index(
+            f"ix_{name}_embedding_hnsw",
+            "embedding",
+            postgresql_using="hnsw",
+            postgresql_with={"m": 16, "ef_construction": 64},
+            postgresql_ops={"embedding": "vector_cosine_ops"},
+        ),
+    )
+
+
+#: dimension → its vector table (spaces other than an org's legacy one).
+VECTOR_TABLES: dict[int, sa.Table] = {dim: _vector_table(dim) for dim in VECTOR_DIMS}
+
+
 #: Tables that carry `org_id` and get row-level security.
 TENANT_TABLES: tuple[str, ...] = tuple(
     t.name for t in Base.metadata.sorted_tables if "org_id" in t.columns

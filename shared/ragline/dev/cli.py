@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from ragline.core.config import get_settings
+from ragline.dev.cli_embeddings import embeddings_app
 from ragline.dev.cli_ops import reconcile_command, retention_app, status_command
 from ragline.dev.cli_upload import upload_command
 
@@ -35,6 +36,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
 app.add_typer(key_app, name="key")
 app.add_typer(retention_app, name="retention")
+app.add_typer(embeddings_app, name="embeddings")
 app.command("status")(status_command)
 app.command("reconcile")(reconcile_command)
 app.command("upload")(upload_command)

@@ -47,6 +47,7 @@ _CLAIM = sa.text(
 #: Upper bounds of the per-org overrides: a typo must not make one org's share unbounded.
 LIMIT_MAX: dict[str, int] = {
     "stage_concurrency": 256,
+    "reembed_concurrency": 256,
     "max_chunks_per_document": 1_000_000,
     "max_document_bytes": 64 * 1024 * 1024,
 }
@@ -71,12 +72,21 @@ def org_limit(session: Session, name: str, default: int) -> int:
 _ASYNC_COMMIT = sa.text("SET LOCAL synchronous_commit = off")
 
 
-def try_claim(org_id: uuid.UUID, stage: str, holder: str) -> int | None:
-    """Claim a free slot of the org for `stage`; None when all are held."""
+def try_claim(
+    org_id: uuid.UUID,
+    stage: str,
+    holder: str,
+    *,
+    limit: str = "stage_concurrency",
+    default: int | None = None,
+) -> int | None:
+    """Claim a free slot of the org for `stage`; None when all are held. The org has
+    `limits.<limit>` slots (default `default`, else ORG_STAGE_CONCURRENCY)."""
     settings = get_settings()
     with tenancy.tenant_session(org_id) as session:
         session.execute(_ASYNC_COMMIT)
-        slots = org_limit(session, "stage_concurrency", settings.org_stage_concurrency)
+        fallback = default if default is not None else settings.org_stage_concurrency
+        slots = org_limit(session, limit, fallback)
         params = {
             "org": org_id,
             "stage": stage,
@@ -101,11 +111,13 @@ def release(org_id: uuid.UUID, stage: str, slot: int, holder: str) -> None:
 
 
 @contextmanager
-def slot(org_id: uuid.UUID, stage: str) -> Iterator[bool]:
+def slot(
+    org_id: uuid.UUID, stage: str, *, limit: str = "stage_concurrency", default: int | None = None
+) -> Iterator[bool]:
     """`with slot(org, "embed") as granted:` — run the work only when `granted`; the slot is
     released on the way out, whatever happens inside."""
     holder = uuid.uuid4().hex
-    claimed = try_claim(org_id, stage, holder)
+    claimed = try_claim(org_id, stage, holder, limit=limit, default=default)
     try:
         yield claimed is not None
     finally:

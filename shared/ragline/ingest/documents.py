@@ -222,10 +222,14 @@ def get(session: Session, document_id: uuid.UUID) -> Document:
 
 
 def chunk_counts(session: Session, document_id: uuid.UUID) -> dict[str, int]:
+    """Chunks of the document, and those with a vector in the org's searched space."""
+    from ragline.retrieval import spaces
+
+    missing = spaces.missing(spaces.active(session))
     row = session.execute(
         sa.select(
             sa.func.count(),
-            sa.func.count(Chunk.embedding),
+            sa.func.count().filter(sa.not_(missing)),
         ).where(Chunk.org_id == tenancy.current_org(session), Chunk.document_id == document_id)
     ).one()
     return {"total": int(row[0]), "embedded": int(row[1])}

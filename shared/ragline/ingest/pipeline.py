@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +31,9 @@ from ragline.db.models import Chunk, Document, DocumentPart, Run
 from ragline.guardrails import fairshare
 from ragline.ingest import documents, queues
 
+if TYPE_CHECKING:
+    from ragline.retrieval.spaces import Space
+
 ACTIVE = ("pending", "chunking", "embedding")
 
 
@@ -45,6 +48,9 @@ class TaskPayload(BaseModel):
     #: Attempts already made (TASK_LOCAL_BACKOFF re-enqueues carry it: a new task's
     #: X-CloudTasks-TaskRetryCount starts at 0 again).
     attempt: int | None = Field(default=None, ge=0, le=1000)
+    #: embed only: re-embed this batch into this embedding space, nothing else (a shadow
+    #: build, or the fill of a space made active by a forced cutover; issue 17).
+    space: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -370,12 +376,18 @@ def chunk(task: TaskPayload) -> None:
 
 
 def embed(task: TaskPayload) -> None:
-    """Embed one batch of chunks, writing only missing vectors; the task that writes the last
-    missing vector also completes the document (same transaction), else finalize is queued.
+    """Embed one batch of chunks in every live embedding space of the org (the configured
+    model alone when it has none), writing only missing vectors; the task that writes the
+    last missing vector of the searched space also completes the document (same
+    transaction), else finalize is queued.
 
-    Per batch: one read transaction, the model run outside any transaction, and one write
-    transaction (row lock, one multi-row UPDATE of the vectors, timings, the completeness
-    check and, when nothing is missing, the ready transition)."""
+    Per batch: one read transaction, the models run outside any transaction, and one write
+    transaction (row lock, one multi-row write of the vectors per space, timings, the
+    completeness check and, when nothing is missing, the ready transition)."""
+    if task.space is not None:
+        _reembed(task, task.space)
+        return
+    from ragline.retrieval import spaces
     from ragline.retrieval.embeddings import for_org
 
     settings = get_settings()
@@ -390,43 +402,47 @@ def embed(task: TaskPayload) -> None:
         )
         if status != "embedding":
             return
-        todo = session.execute(
-            tenancy.scoped_select(
-                session,
-                Chunk,
-                Chunk.document_id == task.document_id,
-                Chunk.ord >= batch * size,
-                Chunk.ord < (batch + 1) * size,
-                Chunk.embedding.is_(None),
-            )
-            .with_only_columns(Chunk.id, Chunk.text)
-            .order_by(Chunk.ord)
-        ).all()
-        embedder = for_org(session, settings) if todo else None
-    vectors: list[list[float]] = []
+        live = spaces.live(session)
+        targets: list[tuple[spaces.Space | None, Any, Any]] = []
+        each: list[spaces.Space | None] = [*live] if live else [None]
+        for space in each:
+            todo = session.execute(
+                tenancy.scoped_select(
+                    session,
+                    Chunk,
+                    Chunk.document_id == task.document_id,
+                    Chunk.ord >= batch * size,
+                    Chunk.ord < (batch + 1) * size,
+                    spaces.missing(space),
+                )
+                .with_only_columns(Chunk.id, Chunk.text)
+                .order_by(Chunk.ord)
+            ).all()
+            if todo:
+                embedder = (
+                    for_org(session, settings)
+                    if space is None
+                    else spaces.embedder_for(space, settings)
+                )
+                targets.append((space, embedder, todo))
+    computed: list[tuple[spaces.Space | None, str, list[Any], list[list[float]]]] = []
     model_ms = 0.0
-    if embedder is not None:
-        # The model runs outside any transaction: no locks held while computing.
+    for space, embedder, todo in targets:
+        # The models run outside any transaction: no locks held while computing.
         model_started = time.monotonic()
         vectors = embedder.embed([t.text for t in todo], kind="document")
-        model_ms = _ms(model_started)
+        model_ms += _ms(model_started)
+        computed.append((space, embedder.name, todo, vectors))
     with tenancy.tenant_session(task.org_id) as session:
         _async_commit(session)
         doc = _locked_doc(session, task.document_id)  # serialises a document's writers
         if doc is None or doc.status != "embedding":
             return
-        if embedder is not None:
-            # One statement for the whole batch, guarded by `embedding IS NULL` so that a
-            # duplicate delivery never overwrites a vector.
-            session.execute(
-                _WRITE_VECTORS,
-                {
-                    "org": task.org_id,
-                    "model": embedder.name,
-                    "ids": [str(t.id) for t in todo],
-                    "vecs": [_vector_literal(v) for v in vectors],
-                },
-            )
+        for space, model, todo, vectors in computed:
+            # One statement per space for the whole batch, writing only missing vectors, so
+            # that a duplicate delivery never overwrites one.
+            spaces.write_vectors(session, space, model, [t.id for t in todo], vectors)
+        if computed:
             session.execute(
                 tenancy.scoped_update(session, Document, Document.id == task.document_id).values(
                     # embed_ms: the whole stage (reads, model, vector write); embed_model_ms:
@@ -438,28 +454,51 @@ def embed(task: TaskPayload) -> None:
                 )
             )
         # Under the row lock, this statement sees every other batch's committed vectors.
+        # The searched space decides; a cutover since the read is seen here.
+        searched: spaces.Space | None = spaces.active(session) if live else None
         missing = tenancy.count(
-            session, Chunk, Chunk.document_id == task.document_id, Chunk.embedding.is_(None)
+            session, Chunk, Chunk.document_id == task.document_id, spaces.missing(searched)
         )
-        done = missing == 0 and _complete(session, doc)
+        done = missing == 0 and _complete(session, doc, searched)
     if done:
         _log_ready(task, doc.chunk_count or 0)
     elif missing == 0:
         _enqueue_finalize(task)
 
 
-_WRITE_VECTORS = sa.text(
-    """
-    UPDATE chunk AS c SET embedding = CAST(v.vec AS vector), embedding_model = :model
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:vecs AS text[])) AS v(id, vec)
-    WHERE c.org_id = :org AND c.id = v.id AND c.embedding IS NULL
-    """
-)
+def _reembed(task: TaskPayload, space_id: uuid.UUID) -> None:
+    """One batch of a document into one space, vectors written only where missing: no
+    re-parse, no re-chunk, no document state change (a shadow build, issue 17)."""
+    from ragline.retrieval import spaces
 
-
-def _vector_literal(vector: list[float]) -> str:
-    """pgvector's text form; 9 significant digits round-trip a float32 exactly."""
-    return "[" + ",".join(f"{x:.9g}" for x in vector) + "]"
+    settings = get_settings()
+    size = settings.embed_batch_chunks
+    batch = task.batch or 0
+    with tenancy.tenant_session(task.org_id) as session:
+        space = spaces.get(session, space_id)
+        if space is None or space.state == "retired":
+            return  # cut over, rolled back or purged since: nothing left to build
+        todo = session.execute(
+            tenancy.scoped_select(
+                session,
+                Chunk,
+                Chunk.document_id == task.document_id,
+                Chunk.ord >= batch * size,
+                Chunk.ord < (batch + 1) * size,
+                spaces.missing(space),
+            )
+            .join(Document, Document.id == Chunk.document_id)
+            .where(Document.deleted_at.is_(None))
+            .with_only_columns(Chunk.id, Chunk.text)
+            .order_by(Chunk.ord)
+        ).all()
+    if not todo:
+        return
+    embedder = spaces.embedder_for(space, settings)
+    vectors = embedder.embed([t.text for t in todo], kind="document")
+    with tenancy.tenant_session(task.org_id) as session:
+        _async_commit(session)
+        spaces.write_vectors(session, space, embedder.name, [t.id for t in todo], vectors)
 
 
 def _enqueue_finalize(task: TaskPayload) -> None:
@@ -470,20 +509,23 @@ def _enqueue_finalize(task: TaskPayload) -> None:
     )
 
 
-def _complete(session: Session, doc: Document) -> bool:
+def _complete(session: Session, doc: Document, space: Space | None = None) -> bool:
     """With the document row locked: when every expected chunk is there (ords contiguous) and
-    embedded, mark it ready and its ingest run succeeded; False (nothing changed) otherwise."""
-    total, embedded, lo, hi = session.execute(
+    has a vector in the searched space (`space`; None: `chunk.embedding`), mark it ready and
+    its ingest run succeeded; False (nothing changed) otherwise."""
+    from ragline.retrieval import spaces
+
+    total, unembedded, lo, hi = session.execute(
         sa.select(
             sa.func.count(),
-            sa.func.count(Chunk.embedding),
+            sa.func.count().filter(spaces.missing(space)),
             sa.func.min(Chunk.ord),
             sa.func.max(Chunk.ord),
         ).where(Chunk.org_id == doc.org_id, Chunk.document_id == doc.id)
     ).one()
     expected = doc.chunk_count or 0
     contiguous = total == 0 or (lo == 0 and hi == total - 1)
-    if total != expected or embedded != total or not contiguous:
+    if total != expected or unembedded != 0 or not contiguous:
         return False
     ingested = session.scalar(
         sa.select(sa.extract("epoch", sa.func.now() - Document.created_at)).where(
@@ -539,7 +581,9 @@ def finalize(task: TaskPayload) -> None:
         doc = _locked_doc(session, task.document_id)
         if doc is None or doc.status != "embedding":
             return
-        if not _complete(session, doc):
+        from ragline.retrieval import spaces
+
+        if not _complete(session, doc, spaces.active(session)):
             raise TransientError("document not complete: chunks missing or not embedded")
         chunks = doc.chunk_count or 0
     _log_ready(task, chunks)
@@ -638,10 +682,14 @@ def missing_work(session: Session, doc_id: uuid.UUID, tag: str) -> list[Work]:
     chunks = tenancy.count(session, Chunk, Chunk.document_id == doc_id)
     if chunks == 0:
         return [Work("chunk", base, f"chunk-{doc_id}-{tag}")]
+    from ragline.retrieval import spaces
+
     size = get_settings().embed_batch_chunks
     missing = session.scalars(
         sa.select(Chunk.ord).where(
-            Chunk.org_id == org, Chunk.document_id == doc_id, Chunk.embedding.is_(None)
+            Chunk.org_id == org,
+            Chunk.document_id == doc_id,
+            spaces.missing(spaces.active(session)),
         )
     ).all()
     batches = sorted({int(o) // size for o in missing})
@@ -683,12 +731,22 @@ def _defer(stage: str, task: TaskPayload) -> None:
     queues.enqueue(stage, payload, name, delay_s=get_settings().fairshare_defer_s)
 
 
+#: The fair-share "stage" of re-embedding tasks: slots of their own (REEMBED_CONCURRENCY,
+#: `limits.reembed_concurrency`), so a build never takes the embed slots of live ingestion.
+REEMBED_SLOTS = "reembed"
+
+
 def _run_fairly(stage: str, task: TaskPayload) -> str:
     """Run the stage inside one of the org's slots, or defer it when they are all taken."""
     if stage not in FAIR_STAGES or not queues.can_defer():
         HANDLERS[stage](task)
         return "done"
-    with fairshare.slot(task.org_id, stage) as granted:
+    shares: dict[str, Any] = {}
+    slot_stage = stage
+    if stage == "embed" and task.space is not None:
+        slot_stage = REEMBED_SLOTS
+        shares = {"limit": "reembed_concurrency", "default": get_settings().reembed_concurrency}
+    with fairshare.slot(task.org_id, slot_stage, **shares) as granted:
         if granted:
             HANDLERS[stage](task)
             return "done"
@@ -720,6 +778,11 @@ def run_stage(stage: str, raw: dict[str, Any], *, attempt: int, max_attempts: in
         error = f"{type(exc).__name__}: {exc}"
         transient = True
     last = attempt + 1 >= max_attempts
+    if task.space is not None and not (transient and not last):
+        # A build batch never fails its document (it may be ready and searched): it is
+        # counted on the space and reported; `reembed --resume` enqueues it again.
+        _reembed_failed(task, task.space, error)
+        return Outcome(True, f"re-embed batch failed: {error}")
     log(
         "WARNING",
         f"{stage} attempt {attempt} failed",
@@ -739,6 +802,23 @@ def run_stage(stage: str, raw: dict[str, Any], *, attempt: int, max_attempts: in
     # for this, the exception answers 503 and reconcile fails the document later.
     mark_failed(task, stage, error, "retries_exhausted" if transient else "error")
     return Outcome(True, f"failed permanently: {error}")
+
+
+def _reembed_failed(task: TaskPayload, space_id: uuid.UUID, error: str) -> None:
+    from ragline.retrieval import spaces
+
+    with tenancy.tenant_session(task.org_id) as session:
+        spaces.record_failure(session, space_id, error)
+    log(
+        "ERROR",
+        "re-embed batch failed",
+        event="reembed_batch_failed",
+        org_id=task.org_id,
+        document_id=task.document_id,
+        space_id=space_id,
+        batch=task.batch,
+        error=error[:500],
+    )
 
 
 def backoff_s(attempt: int) -> float:

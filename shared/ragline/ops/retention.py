@@ -12,6 +12,9 @@ Policies, each overridable per org with `org.settings["retention"]` (see docs/op
 - `tombstone_chunks`, `tombstones`: documents soft-deleted (`deleted_at`) more than
   `tombstone_hours` (0) hours ago are purged, their remaining chunks first.
 - `rate_limit_buckets`: buckets not updated for `rate_limit_days` (1) days are deleted.
+- `embedding_spaces`: embedding spaces retired more than `embedding_space_days` (7) days ago
+  are purged, their vectors first (issue 17; until then `ragline embeddings rollback` can
+  bring one back).
 
 Org ids and settings are listed with the owner session (`org` has RLS for the runtime role and
 no cross-org reader); every delete runs in `tenant_session(org_id)` as the runtime role, so
@@ -45,6 +48,7 @@ from ragline.db import engine as db
 from ragline.db import tenancy
 from ragline.db.models import Chunk, Document, IdempotencyKey, RateLimitBucket, Run
 from ragline.ops.status import OrgInfo, list_orgs
+from ragline.retrieval import spaces
 
 #: Policy names, in the order they run (runs first: no point clearing logs about to go).
 POLICIES: tuple[str, ...] = (
@@ -54,6 +58,7 @@ POLICIES: tuple[str, ...] = (
     "tombstone_chunks",
     "tombstones",
     "rate_limit_buckets",
+    "embedding_spaces",
 )
 RUN_KIND = "retention"
 _EMPTY_LIST = sa.cast(sa.literal("[]"), JSONB)
@@ -72,6 +77,7 @@ class RetentionPolicies(BaseModel):
     idempotency_in_progress_hours: int = Field(default=24, ge=1)
     tombstone_hours: int = Field(default=0, ge=0)
     rate_limit_days: int = Field(default=1, ge=1)
+    embedding_space_days: int = Field(default=7, ge=0)
 
 
 class RetentionRequest(BaseModel):
@@ -157,6 +163,7 @@ class Cutoffs:
     idempotency_in_progress: datetime
     tombstones: datetime
     rate_limit_buckets: datetime
+    embedding_spaces: datetime
 
 
 def policies_for(org_settings: Mapping[str, Any]) -> RetentionPolicies:
@@ -177,6 +184,7 @@ def cutoffs(policies: RetentionPolicies, now: datetime) -> Cutoffs:
         idempotency_in_progress=now - timedelta(hours=policies.idempotency_in_progress_hours),
         tombstones=now - timedelta(hours=policies.tombstone_hours),
         rate_limit_buckets=now - timedelta(days=policies.rate_limit_days),
+        embedding_spaces=now - timedelta(days=policies.embedding_space_days),
     )
 
 
@@ -241,6 +249,8 @@ def count_eligible(
     session: Session, policy: str, cut: Cutoffs, keep_run: uuid.UUID | None = None
 ) -> int:
     """How many rows `policy` would touch now (the dry run)."""
+    if policy == "embedding_spaces":
+        return spaces.purgeable(session, cut.embedding_spaces)
     sub = candidates(session, policy, cut, keep_run).subquery()
     return int(session.scalar(sa.select(sa.func.count()).select_from(sub)) or 0)
 
@@ -251,6 +261,8 @@ def apply_batch(
     """Delete (or clear) at most `limit` eligible rows, skipping rows other transactions hold.
 
     Returns the number of rows touched; fewer than `limit` means the policy is done for now."""
+    if policy == "embedding_spaces":  # vectors in several tables, then the space rows
+        return spaces.purge_retired(session, cut.embedding_spaces, limit=limit)
     # MATERIALIZED: the batch is chosen once. Inlined into `IN (...)`, the planner may rescan
     # the locking subquery per row, and each rescan skips the rows this very statement has
     # already deleted and locks the next ones: the LIMIT would bound nothing.

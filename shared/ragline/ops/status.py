@@ -18,7 +18,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ragline.core.errors import ConfigurationError, NotFoundError
-from ragline.db.models import IN_PIPELINE, Chunk, Document, DocumentStatus, Run
+from ragline.db.models import (
+    IN_PIPELINE,
+    LEGACY_STORAGE,
+    VECTOR_TABLES,
+    Chunk,
+    Document,
+    DocumentStatus,
+    EmbeddingSpace,
+    Run,
+)
 
 DOCUMENT_STATUSES: tuple[str, ...] = tuple(DocumentStatus)
 
@@ -67,6 +76,17 @@ class PendingDocument:
     age_s: float
 
 
+@dataclass(frozen=True)
+class SpaceStatus:
+    """One embedding space of an org (issue 17): its vectors against the org's chunks."""
+
+    state: str
+    model: str
+    dimension: int
+    vectors: int
+    failed_batches: int
+
+
 @dataclass
 class OrgStatus:
     org_id: uuid.UUID
@@ -76,6 +96,7 @@ class OrgStatus:
     runs: dict[str, dict[str, int]] = field(default_factory=dict)
     failed: list[FailedDocument] = field(default_factory=list)
     oldest_pending: PendingDocument | None = None
+    spaces: list[SpaceStatus] = field(default_factory=list)
 
     @property
     def total_documents(self) -> int:
@@ -174,6 +195,30 @@ def collect_status(
             row.id, row.title, row.status, row.created_at, float(row.age_s)
         )
 
+    for space in session.scalars(
+        sa.select(EmbeddingSpace)
+        .where(EmbeddingSpace.org_id.in_(ids))
+        .order_by(EmbeddingSpace.org_id, EmbeddingSpace.created_at)
+    ):
+        if space.storage == LEGACY_STORAGE:
+            stored = sa.select(sa.func.count()).where(
+                Chunk.org_id == space.org_id, Chunk.embedding.is_not(None)
+            )
+        else:
+            table = VECTOR_TABLES[space.dimension]
+            stored = (
+                sa.select(sa.func.count()).select_from(table).where(table.c.space_id == space.id)
+            )
+        by_org[space.org_id].spaces.append(
+            SpaceStatus(
+                space.state,
+                f"{space.provider}/{space.model}",
+                space.dimension,
+                int(session.scalar(stored) or 0),
+                space.failed_batches,
+            )
+        )
+
     return StatusReport(generated_at, [by_org[i] for i in ids])
 
 
@@ -250,6 +295,22 @@ def format_status(report: StatusReport) -> str:
     if pending_rows:
         headers = ["ORG", "OLDEST PENDING DOCUMENT", "STATUS", "AGE", "TITLE"]
         out += ["", *_table(headers, pending_rows, left=5)]
+
+    space_rows = [
+        [
+            o.slug,
+            s.state,
+            s.model,
+            str(s.dimension),
+            f"{s.vectors}/{o.chunks}",
+            str(s.failed_batches),
+        ]
+        for o in report.orgs
+        for s in o.spaces
+    ]
+    if space_rows:
+        headers = ["ORG", "EMBEDDING SPACE", "MODEL", "DIM", "VECTORS", "FAILED BATCHES"]
+        out += ["", *_table(headers, space_rows, left=3)]
 
     failed_rows = [
         [

@@ -25,7 +25,9 @@ from ragline.core.config import get_settings
 from ragline.core.errors import ValidationError
 from ragline.db import tenancy
 from ragline.db.engine import SESSION_SETTINGS
-from ragline.retrieval.embeddings import Embedder, for_org
+from ragline.retrieval import spaces
+from ragline.retrieval.embeddings import Embedder
+from ragline.retrieval.spaces import Space
 
 if TYPE_CHECKING:
     from ragline.retrieval.rerank import Reranker
@@ -131,17 +133,28 @@ class _Where:
     sql: str
     params: dict[str, Any]
     filtered: bool
+    #: The vectors searched and how they join the chunk: `c.embedding` and nothing for an
+    #: org without spaces (the SQL text is then exactly what it was before issue 17), the
+    #: space's `chunk_vector_<dim>` row otherwise.
+    vec: str = "c.embedding"
+    join: str = ""
+    space: Space | None = None
 
 
-def _conditions(session: Session, model_name: str, filters: Filters | None) -> _Where:
+def _conditions(
+    session: Session, model_name: str, filters: Filters | None, space: Space | None = None
+) -> _Where:
     org = tenancy.current_org(session)
-    parts = [
-        "c.org_id = :org",
-        "d.org_id = :org",
-        "d.status = 'ready'",
-        "c.embedding_model = :model",
-    ]
+    parts = ["c.org_id = :org", "d.org_id = :org", "d.status = 'ready'"]
     params: dict[str, Any] = {"org": org, "model": model_name}
+    vec, join = "c.embedding", ""
+    if space is None or space.legacy:
+        parts.append("c.embedding_model = :model")
+    else:
+        # Only chunks with a vector in this space exist for the search (issue 17).
+        vec, join = "v.embedding", f" JOIN {space.storage} v ON v.chunk_id = c.id"
+        parts.append("v.space_id = :space")
+        params["space"] = space.id
     filtered = False
     if filters:
         if filters.kind:
@@ -156,13 +169,13 @@ def _conditions(session: Session, model_name: str, filters: Filters | None) -> _
             parts.append("d.metadata @> CAST(:metadata AS jsonb)")
             params["metadata"] = json.dumps(filters.metadata)
             filtered = True
-    return _Where(" AND ".join(parts), params, filtered)
+    return _Where(" AND ".join(parts), params, filtered, vec, join, space)
 
 
 _FROM = (
     "SELECT c.id, c.document_id, d.title, c.section_label, c.text, c.page, "
     "c.start_offset, c.end_offset {extra} "
-    "FROM chunk c JOIN document d ON d.id = c.document_id WHERE {where}"
+    "FROM chunk c JOIN document d ON d.id = c.document_id{join} WHERE {where}"
 )
 
 
@@ -185,27 +198,34 @@ def _bound_count_sql(where: _Where) -> str:
     embedding_model) gives an upper bound (chunks of documents not yet ready included); with
     filters, the rows that match them."""
     if where.filtered:
-        inner = f"SELECT 1 FROM chunk c JOIN document d ON d.id = c.document_id WHERE {where.sql}"
+        inner = (
+            "SELECT 1 FROM chunk c JOIN document d ON d.id = c.document_id"
+            f"{where.join} WHERE {where.sql}"
+        )
+    elif where.space is not None and where.join:
+        inner = f"SELECT 1 FROM {where.space.storage} v WHERE v.space_id = :space"
     else:
         inner = "SELECT 1 FROM chunk c WHERE c.org_id = :org AND c.embedding_model = :model"
     return f"SELECT count(*) AS n FROM ({inner} LIMIT :bound) b"
 
 
-def _exact_sql(where: str) -> str:
+def _exact_sql(where: _Where, sql: str) -> str:
     # `+ 0` makes the ORDER BY an expression the HNSW index cannot serve: exact scan.
-    extra = ", (c.embedding <=> CAST(:vector AS vector)) + 0 AS distance, 'exact' AS plan"
-    return _FROM.format(extra=extra, where=where) + " ORDER BY distance LIMIT :limit"
+    extra = f", ({where.vec} <=> CAST(:vector AS vector)) + 0 AS distance, 'exact' AS plan"
+    return _FROM.format(extra=extra, join=where.join, where=sql) + " ORDER BY distance LIMIT :limit"
 
 
 def _vector_sql(where: _Where) -> str:
+    distance = f"{where.vec} <=> CAST(:vector AS vector)"
     approx = (
         _FROM.format(
-            extra=", c.embedding <=> CAST(:vector AS vector) AS distance, 'hnsw' AS plan",
+            extra=f", {distance} AS distance, 'hnsw' AS plan",
+            join=where.join,
             where=f"{where.sql} AND (SELECT n FROM n) > :max_exact",
         )
-        + " ORDER BY c.embedding <=> CAST(:vector AS vector) LIMIT :limit"
+        + f" ORDER BY {distance} LIMIT :limit"
     )
-    exact = _exact_sql(f"{where.sql} AND (SELECT n FROM n) <= :max_exact")
+    exact = _exact_sql(where, f"{where.sql} AND (SELECT n FROM n) <= :max_exact")
     # Only the chosen branch runs: the gate is a one-time filter on the counted CTE.
     # relaxed_order may return rows slightly out of order: re-sort by true distance.
     return (
@@ -237,6 +257,13 @@ _MISS_CHECK = (
     "AND c.id <> ALL(CAST(:found AS uuid[])) "
     "AND (c.embedding <=> CAST(:vector AS vector)) < :worst LIMIT 1) s"
 )
+_SPACE_MISS_CHECK = (
+    "SELECT count(*) FROM (SELECT 1 FROM {table} v "
+    "TABLESAMPLE SYSTEM (:sample_percent) REPEATABLE (14) "
+    "WHERE v.space_id = :space "
+    "AND v.chunk_id <> ALL(CAST(:found AS uuid[])) "
+    "AND (v.embedding <=> CAST(:vector AS vector)) < :worst LIMIT 1) s"
+)
 
 
 def _missed(session: Session, where: _Where, params: dict[str, Any], rows: Sequence[Any]) -> bool:
@@ -245,11 +272,14 @@ def _missed(session: Session, where: _Where, params: dict[str, Any], rows: Seque
     top k. Cheap (a few ms), and certain to notice a walk that found the wrong region, where
     every sampled chunk of the right one is closer. Chunks of documents not yet ready may
     raise a false alarm, which only costs the retry."""
+    space = where.space
+    check, binds = _MISS_CHECK, {"org": where.params["org"], "model": where.params["model"]}
+    if space is not None and not space.legacy:
+        check, binds = _SPACE_MISS_CHECK.format(table=space.storage), {"space": space.id}
     found = session.scalar(
-        _sql(_MISS_CHECK),
+        _sql(check),
         {
-            "org": where.params["org"],
-            "model": where.params["model"],
+            **binds,
             "vector": params["vector"],
             "found": [str(r.id) for r in rows],
             "worst": float(rows[-1].distance),
@@ -291,7 +321,7 @@ def vector_hits(
     if plan.startswith("hnsw") and len(rows) < limit:
         # The graph walk gave up (max_scan_tuples) before finding `limit` rows of this
         # selection, or missed twice: the exact scan, whatever it costs.
-        rows = session.execute(_sql(_exact_sql(where.sql)), params).all()
+        rows = session.execute(_sql(_exact_sql(where, where.sql)), params).all()
         plan = "exact-fallback"
     hits = []
     for row in rows:
@@ -321,7 +351,7 @@ def text_hits(
         if len(hits) >= limit:
             break
         extra = f", ts_rank_cd(c.tsv, {tsq}) AS rank"
-        stmt = _FROM.format(extra=extra, where=f"{where.sql} AND c.tsv @@ {tsq}")
+        stmt = _FROM.format(extra=extra, join=where.join, where=f"{where.sql} AND c.tsv @@ {tsq}")
         stmt += " ORDER BY rank DESC, c.id LIMIT :limit"
         for row in session.execute(_sql(stmt), params).all():
             if row.id in seen or len(hits) >= limit:
@@ -333,7 +363,9 @@ def text_hits(
     if len(hits) < limit and len(query.split()) <= 3 and not (strong_only and hits):
         extra = ", word_similarity(:query, c.text) AS sim"
         stmt = _FROM.format(
-            extra=extra, where=f"{where.sql} AND word_similarity(:query, c.text) > 0.5"
+            extra=extra,
+            join=where.join,
+            where=f"{where.sql} AND word_similarity(:query, c.text) > 0.5",
         )
         stmt += " ORDER BY sim DESC, c.id LIMIT :limit"
         for row in session.execute(_sql(stmt), params).all():
@@ -471,10 +503,18 @@ def _settings(session: Session, ef_search: int) -> None:
     session.execute(sa.select(*calls))
 
 
-def search(session: Session, req: SearchRequest, embedder: Embedder | None = None) -> SearchResult:
-    """Run one search inside a tenant session (RLS active)."""
+def search(
+    session: Session,
+    req: SearchRequest,
+    embedder: Embedder | None = None,
+    *,
+    space: Space | None = None,
+) -> SearchResult:
+    """Run one search inside a tenant session (RLS active), in the org's active embedding
+    space (or `space`, given with its `embedder`: `ragline embeddings compare`)."""
     started = time.monotonic()
-    embedder = embedder or for_org(session)
+    if embedder is None:
+        embedder, space = spaces.for_search(session)
     reranker = None
     if req.rerank:
         from ragline.retrieval.rerank import get_reranker
@@ -487,7 +527,7 @@ def search(session: Session, req: SearchRequest, embedder: Embedder | None = Non
                 details=[{"loc": ["rerank"], "type": "unavailable", "msg": "not configured"}],
             )
         reranker = get_reranker()
-    where = _conditions(session, embedder.name, req.filters)
+    where = _conditions(session, embedder.name, req.filters, space)
     want = req.top_k
     if reranker is not None:
         want = max(want, get_settings().rerank_depth)
