@@ -8,55 +8,23 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
 import pytest
 import sqlalchemy as sa
-from moto import mock_aws
 
 from ragline.api import events
-from ragline.cloud.aws import s3
 from ragline.db import tenancy
 from ragline.db.models import Document
+from tests.moto_s3 import BUCKET, REGION, mocked_s3, notified_queue
 
 from .helpers import Tenant
 from .test_files import pdf_with_facts
 
-REGION = "us-east-1"
-BUCKET = "ragline-uploads"
-
 
 @pytest.fixture()
 def aws(monkeypatch: pytest.MonkeyPatch, offline_pipeline: Callable[..., None]) -> Iterator[Any]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
     offline_pipeline(aws_region=REGION)
-    s3.reset_clients()
-    with mock_aws():
-        yield boto3.client("s3", region_name=REGION)
-    s3.reset_clients()
-    boto3.DEFAULT_SESSION = None
-
-
-def notified_queue(client: Any) -> tuple[Any, str]:
-    sqs = boto3.client("sqs", region_name=REGION)
-    url = sqs.create_queue(QueueName="ragline-upload-events")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    client.create_bucket(Bucket=BUCKET)
-    client.put_bucket_notification_configuration(
-        Bucket=BUCKET,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
-            ]
-        },
-    )
-    return sqs, url
+    with mocked_s3(monkeypatch) as client:
+        yield client
 
 
 def lambda_batch(sqs: Any, url: str) -> dict[str, Any]:

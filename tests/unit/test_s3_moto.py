@@ -7,17 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from ragline.cloud.aws import s3
 from ragline.core.config import Settings
 from ragline.core.errors import ObjectGoneError
 from ragline.ingest.objects import ObjectEvent
+from tests.moto_s3 import BUCKET, REGION, mocked_s3, notified_queue
 
-REGION = "us-east-1"
-BUCKET = "ragline-uploads"
 KEY = (
     "orgs/8f8e1a52-3c5e-4a36-9f0a-2a6f2c7f4b11/0d1c9e2a-6b8e-4f4e-9a7c-5e2b7d3c1f00/"
     "My report, v2.pdf"
@@ -27,35 +24,8 @@ SETTINGS = Settings(_env_file=None, aws_region=REGION)
 
 @pytest.fixture()
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    s3.reset_clients()
-    with mock_aws():
-        yield boto3.client("s3", region_name=REGION)
-    s3.reset_clients()
-    boto3.DEFAULT_SESSION = None
-
-
-def _notified_queue(client: Any) -> tuple[Any, str]:
-    sqs = boto3.client("sqs", region_name=REGION)
-    url = sqs.create_queue(QueueName="ragline-upload-events")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    client.create_bucket(Bucket=BUCKET)
-    client.put_bucket_notification_configuration(
-        Bucket=BUCKET,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
-            ]
-        },
-    )
-    return sqs, url
+    with mocked_s3(monkeypatch) as client:
+        yield client
 
 
 def _receive(sqs: Any, url: str) -> list[ObjectEvent]:
@@ -70,7 +40,7 @@ def _receive(sqs: Any, url: str) -> list[ObjectEvent]:
 
 
 def test_notifications_through_sqs_become_object_events(aws: Any) -> None:
-    sqs, url = _notified_queue(aws)
+    sqs, url = notified_queue(aws)
     aws.put_object(Bucket=BUCKET, Key=KEY, Body=b"%PDF-1 first", ContentType="application/pdf")
     aws.put_object(Bucket=BUCKET, Key=KEY, Body=b"%PDF-1 second", ContentType="application/pdf")
     aws.delete_object(Bucket=BUCKET, Key=KEY)

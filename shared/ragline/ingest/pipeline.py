@@ -375,6 +375,28 @@ def chunk(task: TaskPayload) -> None:
         _enqueue_finalize(task)
 
 
+def _batch_missing(
+    session: Session, task: TaskPayload, size: int, space: Space | None
+) -> sa.Select[uuid.UUID, str]:
+    """Id and text of the chunks of the task's batch still without a vector in `space`
+    (None: the legacy `chunk.embedding`), in order."""
+    from ragline.retrieval import spaces
+
+    batch = task.batch or 0
+    return (
+        tenancy.scoped_select(
+            session,
+            Chunk,
+            Chunk.document_id == task.document_id,
+            Chunk.ord >= batch * size,
+            Chunk.ord < (batch + 1) * size,
+            spaces.missing(space),
+        )
+        .with_only_columns(Chunk.id, Chunk.text)
+        .order_by(Chunk.ord)
+    )
+
+
 def embed(task: TaskPayload) -> None:
     """Embed one batch of chunks in every live embedding space of the org (the configured
     model alone when it has none), writing only missing vectors; the task that writes the
@@ -392,7 +414,6 @@ def embed(task: TaskPayload) -> None:
 
     settings = get_settings()
     size = settings.embed_batch_chunks
-    batch = task.batch or 0
     started = time.monotonic()
     with tenancy.tenant_session(task.org_id) as session:
         status = session.scalar(
@@ -406,18 +427,7 @@ def embed(task: TaskPayload) -> None:
         targets: list[tuple[spaces.Space | None, Any, Any]] = []
         each: list[spaces.Space | None] = [*live] if live else [None]
         for space in each:
-            todo = session.execute(
-                tenancy.scoped_select(
-                    session,
-                    Chunk,
-                    Chunk.document_id == task.document_id,
-                    Chunk.ord >= batch * size,
-                    Chunk.ord < (batch + 1) * size,
-                    spaces.missing(space),
-                )
-                .with_only_columns(Chunk.id, Chunk.text)
-                .order_by(Chunk.ord)
-            ).all()
+            todo = session.execute(_batch_missing(session, task, size, space)).all()
             if todo:
                 embedder = (
                     for_org(session, settings)
@@ -473,24 +483,14 @@ def _reembed(task: TaskPayload, space_id: uuid.UUID) -> None:
 
     settings = get_settings()
     size = settings.embed_batch_chunks
-    batch = task.batch or 0
     with tenancy.tenant_session(task.org_id) as session:
         space = spaces.get(session, space_id)
         if space is None or space.state == "retired":
             return  # cut over, rolled back or purged since: nothing left to build
         todo = session.execute(
-            tenancy.scoped_select(
-                session,
-                Chunk,
-                Chunk.document_id == task.document_id,
-                Chunk.ord >= batch * size,
-                Chunk.ord < (batch + 1) * size,
-                spaces.missing(space),
-            )
+            _batch_missing(session, task, size, space)
             .join(Document, Document.id == Chunk.document_id)
             .where(Document.deleted_at.is_(None))
-            .with_only_columns(Chunk.id, Chunk.text)
-            .order_by(Chunk.ord)
         ).all()
     if not todo:
         return
