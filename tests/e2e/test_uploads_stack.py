@@ -54,9 +54,6 @@ def test_uploads_function_refuses_what_extraction_cannot_read(stack: devstack.St
     assert (status, body["error"]["code"]) == (415, "unsupported_media_type")
 
 
-@pytest.mark.skipif(
-    not (FUNCTIONS / "on_upload" / "main.py").is_file(), reason="no on_upload function yet"
-)
 def test_uploaded_samples_become_searchable(stack: devstack.Stack, tmp_path: Path) -> None:
     samples.write_samples(tmp_path / "samples")
     result = CliRunner().invoke(cli.app, ["upload", str(tmp_path / "samples"), "--timeout", "300"])
@@ -71,3 +68,6 @@ def test_uploaded_samples_become_searchable(stack: devstack.Stack, tmp_path: Pat
         assert status == 200, body
         texts = " ".join(hit["text"] for hit in body["results"])
         assert fact.answer in texts, (fact.question, texts[:300])
+        if fact.page is not None:  # the PDF: the hit holding the answer names its page
+            (hit,) = [h for h in body["results"] if fact.answer in h["text"]][:1]
+            assert hit["page"] == fact.page, hit
