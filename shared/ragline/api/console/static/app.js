@@ -1,6 +1,6 @@
 // The ragline console (issue 19): a page that calls the public HTTP API with the user's key.
 // Every value from the API is untrusted text: it reaches the page through textContent and
-// DOM APIs only (h() below), never through innerHTML. No inline script or style anywhere.
+// DOM APIs only (h() below), never as markup. No inline script or style anywhere.
 
 const KEY = "ragline.apiKey";
 const state = { config: { api: {} }, rate: null, timers: [] };
