@@ -244,7 +244,7 @@ class Settings(BaseSettings):
     # --- the browser console (issue 19; docs/console.md) ---
     cors_origins: list[str] = Field(
         default_factory=list,
-        description='JSON list of origins the API functions answer CORS requests from, e.g. '
+        description="JSON list of origins the API functions answer CORS requests from, e.g. "
         '["https://console.example"] (the console\'s own); empty: no CORS headers at all',
     )
     console_api_urls: dict[str, str] = Field(
