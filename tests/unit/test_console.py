@@ -39,7 +39,7 @@ def _settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def client() -> Any:
-    app = functions_framework.create_app(target="console", source=str(FUNCTION))
+    app = functions_framework.create_app(target="console", source=str(FUNCTION))  # type: ignore[no-untyped-call]
     return app.test_client()
 
 
@@ -156,7 +156,9 @@ def _view(req: Request) -> Response:
 
 
 def _call(method: str = "GET", **headers: str) -> Response:
-    req = Request(EnvironBuilder(path="/", method=method, headers=headers).get_environ())
+    req = Request(
+        EnvironBuilder(path="/", method=method, headers=list(headers.items())).get_environ()
+    )
     return with_cors(_view, ("GET", "POST"))(req)
 
 
