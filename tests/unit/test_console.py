@@ -203,3 +203,14 @@ def test_cors_off_when_not_configured(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_cors_keeps_the_view_name() -> None:
     assert with_cors(_view).__name__ == "_view"
+
+
+def test_only_the_console_package_carries_its_files(tmp_path: Path) -> None:
+    from ragline.dev import packaging
+
+    repo = FUNCTION.parents[2]
+    built = {p.name: p for p in packaging.build_packages(repo, tmp_path, ["console", "documents"])}
+    static = Path("ragline") / "api" / "console" / "static"
+    assert (built["console"] / static / "index.html").is_file()
+    assert not (built["documents"] / static).exists()
+    assert (built["documents"] / "ragline" / "api" / "cors.py").is_file()
