@@ -62,9 +62,11 @@ locals {
 
   # The same deterministic URLs for the public functions: the console's CONSOLE_API_URLS, and
   # its origin the API functions' CORS_ORIGINS (issue 19), with no dependency between them.
+  # (PROJECT_NUMBER.REGION.run.app is taken from a stage URL: one place computes it.)
+  run_app_domain = trimprefix(local.stage_urls["retention"], "https://${var.prefix}-retention-")
   public_urls = {
     for name, f in local.functions :
-    name => "https://${var.prefix}-${replace(name, "_", "-")}-${data.google_project.this.number}.${var.region}.run.app" if f.public
+    name => "https://${var.prefix}-${replace(name, "_", "-")}-${local.run_app_domain}" if f.public
   }
 
   # The scheduler job's OIDC identity, known without depending on the scheduler module
