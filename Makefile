@@ -10,11 +10,25 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast lint fmt demo dev dev-stop bench package clean db-stop
+.PHONY: setup browser console-screenshots test test-fast lint fmt demo dev dev-stop bench package clean db-stop
 
 MODELS := .ragline/models/all-MiniLM-L6-v2-int8pc.onnx
 
-setup: $(STAMP) $(TASKS_STAMP) $(CHECKOV_STAMP) $(MODELS)
+setup: $(STAMP) $(TASKS_STAMP) $(CHECKOV_STAMP) $(MODELS) browser
+
+# Debian's chromium for the console's browser tests (issue 19; never Playwright's download).
+# Installed when missing and possible (root with apt-get); otherwise those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "==> installing chromium (Debian) for the console browser tests"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+	      || echo "    chromium could not be installed: the console browser tests will skip"; \
+	  else echo "==> no chromium (needs root and apt-get): the console browser tests will skip"; fi; }
+
+# The screenshots in docs/console/, taken by the browser tests on the local stack.
+console-screenshots: setup
+	CONSOLE_SCREENSHOTS=docs/console $(BIN)/python -m pytest -q tests/e2e/test_console_browser.py
 
 # The per-channel int8 MiniLM (the default MINILM_VARIANT), built from the installed model
 # packages: no download, no torch (shared/ragline/dev/quantize.py, issue 16).

@@ -13,6 +13,7 @@ locals {
   # embeds: it loads the embedding model.
   functions = {
     answer    = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 120 }
+    console   = { public = true, next = [], embeds = false, memory = "256M", timeout_seconds = 30 }
     chunk     = { public = false, next = ["embed"], embeds = false, memory = "512M", timeout_seconds = 300 }
     documents = { public = true, next = ["chunk", "embed", "finalize", "parse"], embeds = false, memory = "512M", timeout_seconds = 60 }
     embed     = { public = false, next = ["finalize"], embeds = true, memory = "1Gi", timeout_seconds = 540 }
@@ -57,6 +58,15 @@ locals {
   stage_urls = {
     for s in concat(local.stages, ["retention", "reconcile"]) :
     s => "https://${var.prefix}-${s}-${data.google_project.this.number}.${var.region}.run.app"
+  }
+
+  # The same deterministic URLs for the public functions: the console's CONSOLE_API_URLS, and
+  # its origin the API functions' CORS_ORIGINS (issue 19), with no dependency between them.
+  # (PROJECT_NUMBER.REGION.run.app is taken from a stage URL: one place computes it.)
+  run_app_domain = trimprefix(local.stage_urls["retention"], "https://${var.prefix}-retention-")
+  public_urls = {
+    for name, f in local.functions :
+    name => "https://${var.prefix}-${replace(name, "_", "-")}-${local.run_app_domain}" if f.public
   }
 
   # The scheduler job's OIDC identity, known without depending on the scheduler module
@@ -115,6 +125,9 @@ locals {
       # source root (/workspace).
       { for k, v in { MINILM_TOKENIZER_PATH = "/workspace/minilm-tokenizer.json", MINILM_MODEL_DIR = "/workspace" } : k => v if f.embeds && local.minilm },
       { for k, v in { VERTEX_LOCATION = var.region, VERTEX_PROJECT = var.project_id } : k => v if f.embeds && local.vertex },
+      # The browser console (issue 19): where the API is, and CORS for the console's origin.
+      { for k, v in { CONSOLE_API_URLS = jsonencode({ for n, u in local.public_urls : n => u if n != "console" }) } : k => v if name == "console" },
+      { for k, v in { CORS_ORIGINS = jsonencode([local.public_urls["console"]]) } : k => v if f.public && name != "console" },
     )
   }
 

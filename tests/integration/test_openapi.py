@@ -31,7 +31,8 @@ REGISTRY: Registry[Any] = Registry().with_resource(
 )
 METHODS = ("get", "post", "put", "patch", "delete")
 #: Functions documented elsewhere, or not by this file.
-UNDOCUMENTED = {"retention", "reconcile"}
+#: `console` serves the browser console's files (docs/console.md), not the JSON API.
+UNDOCUMENTED = {"retention", "reconcile", "console"}
 
 
 def _escape(part: str) -> str:

@@ -27,7 +27,7 @@ MODULES = ("database", "function", "queue", "scheduler")
 
 #: The contract: one folder under functions/ and one Terraform entry per name.
 PUBLIC_FUNCTIONS = frozenset(
-    {"ingest", "documents", "search", "answer", "runs", "health", "uploads"}
+    {"ingest", "documents", "search", "answer", "runs", "health", "uploads", "console"}
 )
 TASK_FUNCTIONS = frozenset({"parse", "chunk", "embed", "finalize"})
 EVENT_FUNCTIONS = frozenset({"on_upload"})

@@ -21,6 +21,7 @@ from ragline.api.body import (
     install_body_limit,
     read_body,
 )
+from ragline.api.cors import with_cors
 from ragline.api.replies import (
     Reply,
     log_request,
@@ -255,7 +256,8 @@ def endpoint(
 
         wrapped.__name__ = getattr(handler, "__name__", function)
         wrapped.__doc__ = handler.__doc__
-        return wrapped
+        # CORS for the browser console (issue 19), off unless CORS_ORIGINS is set: ragline.api.cors.
+        return with_cors(wrapped, methods)
 
     return decorate
 

@@ -241,6 +241,18 @@ class Settings(BaseSettings):
     )
     api_key_pepper: SecretStr = SecretStr(DEFAULT_PEPPER)
 
+    # --- the browser console (issue 19; docs/console.md) ---
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="JSON list of origins the API functions answer CORS requests from, e.g. "
+        '["https://console.example"] (the console\'s own); empty: no CORS headers at all',
+    )
+    console_api_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON map function -> base URL the console calls, e.g. {"search": '
+        '"https://..."}; their origins make the console\'s CSP connect-src',
+    )
+
     # --- answers: "none" answers extractively, offline ---
     llm_provider: Literal["none", "openai", "vertex"] = "none"
     llm_base_url: str | None = Field(

@@ -297,6 +297,9 @@ def dev(
     stack = devstack.start(progress=typer.echo)
     logs = get_settings().ragline_home / "logs"
     typer.echo(f"ready: {devstack.state_file()} (API key inside); logs in {logs}")
+    console = devstack.console_url(stack)
+    if console:
+        typer.echo(f"console: {console} (paste the API key that `ragline dev key` prints)")
     if detach:
         return
     try:
@@ -306,6 +309,18 @@ def dev(
     finally:
         _step("stopping the local stack")
         devstack.stop(stack)
+
+
+@dev_app.command("key")
+def dev_key() -> None:
+    """Print the running local stack's API key (for the console, curl)."""
+    from ragline.dev import devstack
+
+    stack = devstack.load()
+    if stack is None:
+        typer.echo("no local stack running: `make dev` (or `ragline dev --detach`) first", err=True)
+        raise typer.Exit(1)
+    typer.echo(stack.api_key)
 
 
 @dev_app.command("stop")

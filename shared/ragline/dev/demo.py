@@ -150,6 +150,10 @@ def run(say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo; returns the totals it printed."""
     say("==> starting the local stack (embedded Postgres, Cloud Tasks emulator, functions)")
     stack = devstack.start(progress=lambda m: say(f"  {m}"))
+    console = devstack.console_url(stack)
+    if console:
+        say(f"==> console: {console} (while the demo runs; `make dev` keeps a stack running,")
+        say("    and `ragline dev key` prints the API key to paste)")
     try:
         corpus = pydoc_topics()
         say(f"==> ingesting {len(corpus)} documents (pydoc_data.topics) over HTTP")
@@ -202,6 +206,9 @@ def run(say: Callable[[str], None] = print) -> dict[str, Any]:
         say(f"\n==> totals: {json.dumps(totals)}")
         for doc in failed:
             say(f"  failed: {doc['title']}: {doc['error']}")
+        if console:
+            say("==> to click through the console: `make dev`, open the console URL it prints")
+            say("    and paste the key from `ragline dev key` (docs/console.md)")
         return totals
     finally:
         say("==> stopping the local stack")

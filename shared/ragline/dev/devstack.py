@@ -137,6 +137,7 @@ def function_env(stack: Stack, settings: Settings, emulator_port: int) -> dict[s
             "PYTHONUNBUFFERED": "1",
         }
     )
+    env.update(console_env(stack))
     if stack.storage:
         home = settings.ragline_home.resolve()
         env.update(
@@ -148,6 +149,28 @@ def function_env(stack: Stack, settings: Settings, emulator_port: int) -> dict[s
             }
         )
     return env
+
+
+def console_url(stack: Stack) -> str | None:
+    """The console's URL on this stack (issue 19), or None without a console function."""
+    return stack.functions.get("console")
+
+
+def console_env(stack: Stack) -> dict[str, str]:
+    """The console's API URLs, and CORS for its origin on the API functions (issue 19)."""
+    from ragline.api.console import API_FUNCTIONS
+
+    url = console_url(stack)
+    if url is None:
+        return {}
+    origin = url.rstrip("/")
+    return {
+        "CONSOLE_API_URLS": json.dumps(
+            {n: stack.functions[n] for n in API_FUNCTIONS if n in stack.functions}
+        ),
+        # The page may be opened as localhost too: a browser sends that as another origin.
+        "CORS_ORIGINS": json.dumps([origin, origin.replace("127.0.0.1", "localhost")]),
+    }
 
 
 def start_emulator(port: int, logs: Path) -> subprocess.Popen[bytes]:

@@ -50,9 +50,15 @@ OTHER_CLOUD: dict[str, tuple[str, ...]] = {
 }
 
 
-def _runtime_ignore(package_src: Path, cloud: str) -> object:
-    """A copytree `ignore` that drops bytecode and every path of NEVER_PACKAGED/OTHER_CLOUD."""
-    skipped = {package_src / rel for rel in (*NEVER_PACKAGED, *OTHER_CLOUD[cloud])}
+#: Parts only one function carries (path inside ragline/ -> function): the console's files.
+ONLY_FOR: dict[str, str] = {"api/console/static": "console"}
+
+
+def _runtime_ignore(package_src: Path, cloud: str, name: str = "") -> object:
+    """A copytree `ignore` that drops bytecode and every path of NEVER_PACKAGED/OTHER_CLOUD,
+    and the ONLY_FOR paths of other functions than `name`."""
+    others = tuple(rel for rel, owner in ONLY_FOR.items() if owner != name)
+    skipped = {package_src / rel for rel in (*NEVER_PACKAGED, *OTHER_CLOUD[cloud], *others)}
 
     def ignore(folder: str, names: list[str]) -> set[str]:
         dropped = set(_IGNORE(folder, names))
@@ -250,7 +256,7 @@ def build_packages(
         shutil.copytree(
             package_src,
             target / "ragline",
-            ignore=_runtime_ignore(package_src, cloud),  # type: ignore[arg-type]
+            ignore=_runtime_ignore(package_src, cloud, name),  # type: ignore[arg-type]
         )
         requirements = _merge_requirements(base, extra if embeds else [])
         # Exact versions (requirements/functions.txt, the tested set) make deploys reproducible.
