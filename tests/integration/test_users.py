@@ -184,3 +184,17 @@ def test_a_key_acts_for_a_user_only_with_the_scope(tenant: Tenant) -> None:
     with tenancy.tenant_session(tenant.org_id) as s:
         owners = {r.id: r.user_id for r in tenancy.list_(s, Run)}
     assert owners[uuid.UUID(plain)] is None and owners[uuid.UUID(acting)] == ann.id
+
+
+def test_ragline_dev_token_prints_a_token_the_functions_accept(tenant: Tenant) -> None:
+    from typer.testing import CliRunner
+
+    from ragline.dev.cli import app
+
+    result = CliRunner().invoke(
+        app, ["dev", "token", "--org", "acme", "--user", "cli@x.io", "--groups", "hr, it"]
+    )
+    assert result.exit_code == 0, result.output
+    token = result.output.strip()
+    assert client("documents").get("/", headers=bearer(token)).status_code == 200
+    assert users_of(tenant.org_id)[0].groups == ["hr", "it"]
