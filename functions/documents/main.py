@@ -1,21 +1,21 @@
-"""`documents`: GET / (list), GET /<id> (status, counts, timings), DELETE /<id>,
-POST /<id>/retry (restart a failed document from its first unfinished stage)."""
+"""`documents`: GET / (list), GET /<id> (status, counts, timings), PATCH /<id> ({acl}),
+DELETE /<id>, POST /<id>/retry (restart a failed document from its first unfinished stage)."""
 
 import functions_framework
 from flask import Request
 from werkzeug.routing import Rule
 
-from ragline.api import Context, Reply, endpoint, match_route, query_params, routes
+from ragline.api import Context, Reply, endpoint, json_body, match_route, query_params, routes
 
 ROUTES = routes(
     Rule("/", endpoint="list", methods=["GET"]),
-    Rule("/<uuid:document_id>", endpoint="one", methods=["GET", "DELETE"]),
+    Rule("/<uuid:document_id>", endpoint="one", methods=["GET", "PATCH", "DELETE"]),
     Rule("/<uuid:document_id>/retry", endpoint="retry", methods=["POST"]),
 )
 
 
 @functions_framework.http
-@endpoint("documents", methods=("GET", "DELETE", "POST"))
+@endpoint("documents", methods=("GET", "PATCH", "DELETE", "POST"))
 def documents(req: Request, ctx: Context) -> Reply:
     from ragline.ingest import documents as docs
     from ragline.ingest import ingestion
@@ -33,6 +33,9 @@ def documents(req: Request, ctx: Context) -> Reply:
         return Reply(
             {"document_id": str(doc_id), "status": doc.status, "from_stage": work[0].stage}, 202
         )
+    if req.method == "PATCH":
+        doc = docs.set_acl(ctx.session, doc_id, json_body(req, docs.AclPatch))
+        return Reply(docs.describe(ctx.session, doc, detail=True))
     if req.method == "DELETE":
         return Reply({"document_id": str(doc_id), "deleted": docs.delete(ctx.session, doc_id)})
     return Reply(docs.describe(ctx.session, docs.get(ctx.session, doc_id), detail=True))

@@ -36,13 +36,18 @@ def runs(req: Request, ctx: Context) -> Reply:
         run = records.create(ctx.session, json_body(req, records.NewRun))
         return Reply(records.describe(run), 201)
     if route == "collection":
-        found, cursor = records.list_runs(ctx.session, query_params(req, records.RunQuery))
+        found, cursor = records.list_runs(
+            ctx.session, query_params(req, records.RunQuery), owner=ctx.run_owner
+        )
         return Reply(
             {"runs": [records.describe(r, detail=False) for r in found], "next_cursor": cursor}
         )
     if route == "compare":
-        return Reply(records.compare(ctx.session, args["run_id"], args["other_id"]))
+        return Reply(
+            records.compare(ctx.session, args["run_id"], args["other_id"], owner=ctx.run_owner)
+        )
     if req.method == "PATCH":
-        run = records.patch(ctx.session, args["run_id"], json_body(req, records.RunPatch))
+        patch = json_body(req, records.RunPatch)
+        run = records.patch(ctx.session, args["run_id"], patch, owner=ctx.run_owner)
         return Reply(records.describe(run))
-    return Reply(records.describe(records.get(ctx.session, args["run_id"])))
+    return Reply(records.describe(records.get(ctx.session, args["run_id"], owner=ctx.run_owner)))

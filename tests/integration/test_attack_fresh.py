@@ -175,7 +175,7 @@ def test_route_edges() -> None:
     for path in (f"/{rid}//", f"/{rid}/compare/", f"/{rid}/compare/{rid}/x", "/x/"):
         assert runs.get(path, headers=h).status_code == 404, path
     docs = client("documents")
-    assert docs.open(f"/{rid}", method="PATCH", headers=h).status_code == 405
+    assert docs.open(f"/{rid}", method="PUT", headers=h).status_code == 405  # PATCH: its ACL
     assert client("health").open("/ready", method="OPTIONS").status_code == 405
 
 

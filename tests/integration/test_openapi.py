@@ -226,6 +226,7 @@ def test_every_operation_documents_errors_headers_and_idempotency() -> None:
 
 REQUEST_MODELS: list[tuple[str, type[pydantic.BaseModel]]] = [
     ("NewDocument", documents.NewDocument),
+    ("AclPatch", documents.AclPatch),
     ("UploadRequest", upload_urls.UploadRequest),
     ("SearchRequest", search.SearchRequest),
     ("Filters", search.Filters),
@@ -351,6 +352,13 @@ def test_documents_responses(
     )
     check("documents", "get", f"/{uuid.uuid4()}", one, tenant=tenant, expect=404)
     check("documents", "get", "/not-a-uuid", one, tenant=tenant, expect=404)
+    acl = {"acl": ["group:hr"]}
+    patched = check("documents", "patch", f"/{first}", one, tenant=tenant, json=acl, expect=200)
+    assert patched.json["acl"] == ["group:hr"]
+    check("documents", "patch", f"/{first}", one, tenant=tenant, json={"acl": []}, expect=422)
+    check("documents", "patch", f"/{uuid.uuid4()}", one, tenant=tenant, json=acl, expect=404)
+    check("documents", "patch", f"/{first}", one, tenant=reader, json=acl, expect=403)
+    check("documents", "patch", f"/{first}", one, json=acl, expect=401)
     check("documents", "delete", f"/{first}", one, tenant=reader, expect=403)
     check("documents", "delete", f"/{first}", one, tenant=tenant, expect=200)
     check("documents", "delete", f"/{first}", one, tenant=tenant, expect=200)

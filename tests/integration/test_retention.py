@@ -104,7 +104,7 @@ def bucket(org_id: uuid.UUID, name: str, idle: timedelta, now: datetime) -> None
         key_id = s.scalar(sa.select(ApiKey.id).where(ApiKey.org_id == org_id).limit(1))
         s.execute(
             insert(RateLimitBucket).values(
-                org_id=org_id, api_key_id=key_id, bucket=name, tokens=1.0, updated_at=now - idle
+                org_id=org_id, caller_id=key_id, bucket=name, tokens=1.0, updated_at=now - idle
             )
         )
 

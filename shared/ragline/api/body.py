@@ -355,7 +355,7 @@ def ingest_body(req: Request) -> NewDocument | NewFile:
     """JSON `{title, text, kind?, metadata?, source_uri?}`, a Markdown or text body, or a raw
     PDF, HTML or DOCX file; for the last two `?title=` (default: the file's own title, or its
     first heading or line), `?kind=`, `?source_uri=` and, for files, `?filename=`."""
-    from ragline.ingest.documents import NewDocument, title_from_text
+    from ragline.ingest.documents import NewDocument, parse_acl, title_from_text
 
     ctype = (req.mimetype or "").lower()
     if ctype == "application/json":
@@ -385,6 +385,8 @@ def ingest_body(req: Request) -> NewDocument | NewFile:
     }
     if req.args.get("source_uri"):
         fields["source_uri"] = req.args["source_uri"]
+    if "acl" in req.args:
+        fields["acl"] = parse_acl(req.args["acl"])
     return validate(NewDocument, fields)
 
 
@@ -399,7 +401,7 @@ def _file_body(req: Request, raw: bytes) -> NewFile:
     """A raw PDF, HTML or DOCX body: its bytes checked against the declared type here (a
     mismatch, an empty or unsupported file is a 4xx now); the text is extracted later, by
     the parse stage."""
-    from ragline.ingest.documents import MAX_TITLE, NewFile
+    from ragline.ingest.documents import MAX_TITLE, NewFile, parse_acl
     from ragline.ingest.extract import HEAD_BYTES, ExtractionError, detect
 
     try:
@@ -426,4 +428,5 @@ def _file_body(req: Request, raw: bytes) -> NewFile:
         filename=(params["filename"] or "")[:MAX_TITLE] or None,
         kind=kind,
         source_uri=source_uri,
+        acl=parse_acl(req.args.get("acl")),
     )

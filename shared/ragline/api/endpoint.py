@@ -55,6 +55,11 @@ class Context:
     def org_id(self) -> uuid.UUID:
         return self.principal.org_id
 
+    @property
+    def run_owner(self) -> uuid.UUID | None:
+        """Whose runs a listing shows: the user's own, unless an admin (or a server key)."""
+        return None if self.principal.is_admin else self.principal.user_id
+
     def error_reply(self, exc: errors.RaglineError, **details: Any) -> Reply:
         """Commit, then answer with `exc` mapped like a raised error (its status, code and
         details, plus `details`): for failures that must stay recorded, e.g. a failed run."""
@@ -71,16 +76,20 @@ def _single_header(req: Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _api_key(req: Request) -> str:
+def _credential(req: Request) -> tuple[str, bool]:
+    """The caller's credential and whether it came as `Authorization: Bearer` (an API key
+    there or in X-API-Key; an ID token only there)."""
     auth = _single_header(req, "Authorization") or ""
     if "," in auth:  # repeated headers arrive comma-joined in WSGI; keys never contain commas
         raise errors.MalformedHeaderError("the Authorization header must appear once")
     if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
+        return auth[7:].strip(), True
     key = (_single_header(req, "X-API-Key") or "").strip()
     if not key:
-        raise errors.UnauthenticatedError("missing API key (Authorization: Bearer rl_…)")
-    return key
+        raise errors.UnauthenticatedError(
+            "missing credentials (Authorization: Bearer rl_… API key or OIDC ID token)"
+        )
+    return key, False
 
 
 def is_operator(req: Request) -> bool:
@@ -109,10 +118,18 @@ def _authenticate(req: Request) -> Principal:
     from sqlalchemy.orm import Session
 
     from ragline.db.engine import get_engine
-    from ragline.guardrails import apikeys
+    from ragline.guardrails import apikeys, oidc
 
+    raw, bearer = _credential(req)
+    # Told apart by shape, never by trying one then the other (issue 18).
+    if bearer and oidc.looks_like_jwt(raw):
+        from ragline.guardrails import users
+
+        identity = oidc.verify(raw)
+        with Session(get_engine()) as session:
+            return users.locate(session, identity)
     with Session(get_engine()) as session:
-        return apikeys.authenticate(session, _api_key(req))
+        return apikeys.authenticate(session, raw)
 
 
 def _canonical_query(req: Request) -> str:
@@ -130,11 +147,19 @@ class _Admission:
     replay: Replay | None
 
 
-def _admit(req: Request, function: str, principal: Principal, bucket: str) -> _Admission:
-    """One short transaction: coalesced last-used stamp, rate limit, idempotency claim."""
+def _idempotency_scope(function: str, principal: Principal) -> str:
+    """An end user's Idempotency-Keys are their own: another user's same key is no replay."""
+    return function if principal.user_id is None else f"{function}:user:{principal.user_id}"
+
+
+def _admit(
+    req: Request, function: str, principal: Principal, bucket: str
+) -> tuple[Principal, _Admission]:
+    """One short transaction: the user's row (first sign-in), coalesced last-used stamp,
+    rate limit (per user, else per key), idempotency claim."""
     from ragline.core.config import get_settings
     from ragline.db import tenancy
-    from ragline.guardrails import apikeys, idempotency, ratelimit
+    from ragline.guardrails import apikeys, idempotency, ratelimit, users
 
     settings = get_settings()
     key = None
@@ -146,14 +171,17 @@ def _admit(req: Request, function: str, principal: Principal, bucket: str) -> _A
         if key
         else ""
     )
-    with tenancy.tenant_session(principal.org_id) as session:
-        apikeys.touch(session, principal.api_key_id)
-        decision = ratelimit.take(session, principal.api_key_id, bucket)
+    # Bound with no principals: this transaction reads no documents.
+    with tenancy.tenant_session(principal.org_id, principals=()) as session:
+        principal = users.sign_in(session, principal)
+        if principal.api_key_id is not None:
+            apikeys.touch(session, principal.api_key_id)
+        decision = ratelimit.take(session, principal.caller_id, bucket)
         replay = None
         if decision.allowed and key:
             replay = idempotency.claim(
                 session,
-                function,
+                _idempotency_scope(function, principal),
                 key,
                 req_hash,
                 lock_s=settings.idempotency_lock_s,
@@ -164,7 +192,7 @@ def _admit(req: Request, function: str, principal: Principal, bucket: str) -> _A
             f"rate limit of {decision.limit}/min for {bucket!r} exceeded",
             details={"retry_after": decision.retry_after_s, "headers": decision.headers()},
         )
-    return _Admission(decision.headers(), key, replay)
+    return principal, _Admission(decision.headers(), key, replay)
 
 
 def _finish_idempotency(principal: Principal, function: str, key: str, reply: Reply | None) -> None:
@@ -172,11 +200,12 @@ def _finish_idempotency(principal: Principal, function: str, key: str, reply: Re
     from ragline.db import tenancy
     from ragline.guardrails import idempotency
 
-    with tenancy.tenant_session(principal.org_id) as session:
+    scope = _idempotency_scope(function, principal)
+    with tenancy.tenant_session(principal.org_id, principals=()) as session:
         if reply is not None and reply.status < 500:
-            idempotency.complete(session, function, key, reply.status, reply.body, reply.headers)
+            idempotency.complete(session, scope, key, reply.status, reply.body, reply.headers)
         else:
-            idempotency.release(session, function, key)
+            idempotency.release(session, scope, key)
 
 
 Handler = Callable[[Request, Context], Reply]
@@ -196,7 +225,9 @@ def _run(
     reply: Reply | None = None
     hooks: list[Callable[[], None]] = []
     try:
-        with tenancy.tenant_session(principal.org_id) as session:
+        with tenancy.tenant_session(
+            principal.org_id, principals=principal.principals, user_id=principal.user_id
+        ) as session:
             reply = handler(req, Context(request_id, function, principal, session, hooks))
         for hook in hooks:
             hook()
@@ -238,8 +269,8 @@ def endpoint(
                 add_context(org_id=org_id)
                 scope = needed.get(req.method, "write" if req.method != "GET" else "read")
                 if scope not in principal.scopes and "admin" not in principal.scopes:
-                    raise errors.ForbiddenError(f"API key lacks the {scope!r} scope")
-                admission = _admit(req, function, principal, bucket)
+                    raise errors.ForbiddenError(f"the caller lacks the {scope!r} scope")
+                principal, admission = _admit(req, function, principal, bucket)
                 rate_headers = admission.rate_headers
                 if admission.replay is not None:
                     replayed = admission.replay

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PEPPER = "local-dev-pepper-change-me"
@@ -17,6 +17,48 @@ DatabaseMode = Literal["url", "cloudsql", "rds", "password", "embedded"]
 #: Vector width of `chunk.embedding` (the schema) and the default EMBEDDING_DIM: the one
 #: place it is written. Changing it needs a migration and re-embedding.
 EMBEDDING_DIM = 384
+
+
+#: Signature algorithms an issuer may use: asymmetric only (no `none`, no HMAC, so a public
+#: key can never be used as a shared secret: the HS/RS confusion). Issue 18.
+OidcAlgorithm = Literal["RS256", "ES256"]
+
+#: The issuer of `ragline dev token`: trusted only when ENVIRONMENT is local or test.
+LOCAL_ISSUER = "https://ragline.local/oidc"
+LOCAL_AUDIENCE = "ragline-local"
+
+
+class OidcIssuer(BaseModel):
+    """One trusted OpenID Connect issuer of end-user ID tokens (`OIDC_ISSUERS`, a JSON list).
+
+    Identity Platform / Firebase: issuer `https://securetoken.google.com/<project>`, audience
+    `<project>`, jwks_uri `https://www.googleapis.com/service_accounts/v1/jwk/`
+    `securetoken@system.gserviceaccount.com`, org_claim `firebase.tenant` (multi-tenancy) or
+    a custom claim such as `org`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    issuer: str = Field(min_length=1, description="The exact `iss` of its tokens")
+    audiences: tuple[str, ...] = Field(min_length=1, description="Accepted `aud` values")
+    jwks_uri: str = Field(min_length=1, description="https URL of its JSON Web Key Set")
+    algorithms: tuple[OidcAlgorithm, ...] = Field(default=("RS256",), min_length=1)
+    org_claim: str | None = Field(
+        default=None,
+        description="Claim (dotted path) holding the org slug or id; None: the org comes "
+        "from the membership table (app_user rows invited by email)",
+    )
+    groups_claim: str | None = Field(default="groups", description="Claim with group names")
+    leeway_s: int = Field(default=30, ge=0, le=120, description="Clock skew allowed, seconds")
+    max_lifetime_s: int = Field(
+        default=86_400, ge=60, le=7 * 86_400, description="Longest exp - iat accepted"
+    )
+
+    @field_validator("jwks_uri")
+    @classmethod
+    def _https(cls, v: str) -> str:
+        if not v.startswith(("https://", "file://")):
+            raise ValueError("jwks_uri must be an https URL")
+        return v
 
 
 class Settings(BaseSettings):
@@ -240,6 +282,20 @@ class Settings(BaseSettings):
         default=120, ge=1, description="In-progress lock; set to the function timeout"
     )
     api_key_pepper: SecretStr = SecretStr(DEFAULT_PEPPER)
+    oidc_issuers: list[OidcIssuer] = Field(
+        default_factory=list,
+        description="Trusted issuers of end-user ID tokens (JSON list; docs/tenancy.md). "
+        "Outside local/test a file:// jwks_uri is refused",
+    )
+    oidc_local_issuer: bool = Field(
+        default=True,
+        description="Trust the local test issuer (`ragline dev token`); only ever honoured "
+        "when ENVIRONMENT is local or test",
+    )
+    jwks_cache_s: int = Field(default=3600, ge=60, description="How long a JWKS is reused")
+    jwks_refetch_min_s: float = Field(
+        default=30.0, ge=0, description="Least time between fetches of one JWKS (unknown kid)"
+    )
 
     # --- the browser console (issue 19; docs/console.md) ---
     cors_origins: list[str] = Field(
@@ -289,6 +345,24 @@ class Settings(BaseSettings):
         if value == DEFAULT_PEPPER and self.environment in ("gcp", "aws"):
             raise ValueError("API_KEY_PEPPER must be set outside local/test environments")
         return value
+
+    def trusted_issuers(self) -> dict[str, OidcIssuer]:
+        """The issuers whose tokens are accepted, by `iss`: the configured ones, plus the
+        local test issuer in local/test only; file:// key sets only in local/test."""
+        local = self.environment in ("local", "test")
+        out = {i.issuer: i for i in self.oidc_issuers if local or i.jwks_uri.startswith("https")}
+        if local and self.oidc_local_issuer:
+            jwks = (self.ragline_home / "oidc" / "jwks.json").resolve()
+            out.setdefault(
+                LOCAL_ISSUER,
+                OidcIssuer(
+                    issuer=LOCAL_ISSUER,
+                    audiences=(LOCAL_AUDIENCE,),
+                    jwks_uri=jwks.as_uri(),
+                    org_claim="org",
+                ),
+            )
+        return out
 
     @property
     def database_mode(self) -> DatabaseMode:

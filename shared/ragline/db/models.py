@@ -102,12 +102,26 @@ class Org(Base):
 
 
 class AppUser(Base):
+    """A person in an org: invited by email (no subject yet) or created at first sign-in with
+    an OIDC token (issuer + subject; issue 18). `role` `admin` sees every run of the org."""
+
     __tablename__ = "app_user"
-    __table_args__ = (sa.UniqueConstraint("org_id", "email"),)
+    __table_args__ = (
+        sa.UniqueConstraint("org_id", "email"),
+        sa.UniqueConstraint("org_id", "issuer", "subject"),
+        sa.Index("ix_app_user_issuer_subject", "issuer", "subject"),
+    )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     org_id: Mapped[uuid.UUID] = _org_fk()
-    email: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    #: None when another identity of the org already holds the token's email.
+    email: Mapped[str | None] = mapped_column(sa.Text)
+    issuer: Mapped[str | None] = mapped_column(sa.Text)
+    subject: Mapped[str | None] = mapped_column(sa.Text)
+    #: The groups claim of the last sign-in (a key acting for the user gets them too).
+    groups: Mapped[list[str]] = mapped_column(
+        sa.ARRAY(sa.Text), nullable=False, server_default=sa.text("'{}'::text[]")
+    )
     name: Mapped[str | None] = mapped_column(sa.Text)
     role: Mapped[str] = mapped_column(sa.Text, nullable=False, server_default="member")
     created_at: Mapped[datetime] = _now()
@@ -198,6 +212,9 @@ class Document(Base):
     replaces_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), sa.ForeignKey("document.id", ondelete="SET NULL")
     )
+    #: Who may see it: principals `user:<id>` / `group:<name>`; None = the whole org. Enforced
+    #: by row-level security with `app.principals` (migration 0008, issue 18).
+    acl: Mapped[list[str] | None] = mapped_column(sa.ARRAY(sa.Text))
 
 
 class Chunk(Base):
@@ -248,6 +265,8 @@ class Chunk(Base):
     embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIM), nullable=True)
     embedding_model: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = _now()
+    #: The document's ACL, copied by a trigger (never written by the application).
+    acl: Mapped[list[str] | None] = mapped_column(sa.ARRAY(sa.Text))
 
 
 class Run(Base):
@@ -270,6 +289,10 @@ class Run(Base):
         UUID(as_uuid=True), sa.ForeignKey("document.id", ondelete="SET NULL"), index=True
     )
     scenario_label: Mapped[str | None] = mapped_column(sa.Text)
+    #: The signed-in user (or the user a key acts for) who started it; None: a server key.
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("app_user.id", ondelete="SET NULL"), index=True
+    )
     input: Mapped[dict[str, Any]] = _jsonb()
     state: Mapped[dict[str, Any]] = _jsonb()
     tool_log: Mapped[list[Any]] = _jsonb("'[]'::jsonb")
@@ -308,12 +331,8 @@ class RateLimitBucket(Base):
     org_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), sa.ForeignKey("org.id", ondelete="CASCADE"), primary_key=True
     )
-    api_key_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True),
-        sa.ForeignKey("api_key.id", ondelete="CASCADE"),
-        primary_key=True,
-        index=True,
-    )
+    #: The API key, or the user (per-user limits, issue 18), the bucket belongs to.
+    caller_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, index=True)
     bucket: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     tokens: Mapped[float] = mapped_column(sa.Float, nullable=False)
     updated_at: Mapped[datetime] = _now()

@@ -6,8 +6,9 @@ Postgres row-level security (`app.org_id`, set by `tenant_session`) backs them u
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -20,22 +21,68 @@ from ragline.db.engine import get_engine
 
 M = TypeVar("M")
 _ORG_KEY = "ragline.org_id"
+_USER_KEY = "ragline.user_id"
+#: `app.principals` of a caller who sees every document of the org (a server key, a stage).
+ALL_PRINCIPALS = "*"
+#: What a principal string may look like (`user:<uuid>`, `group:<name>`): never a comma (the
+#: separator of `app.principals`) and never `*`.
+_PRINCIPAL = re.compile(r"(user|group):[A-Za-z0-9._:@/+-]{1,128}")
 
 
-def bind_org(session: Session, org_id: uuid.UUID) -> None:
-    """Set `app.org_id` for the current transaction (first statement of a tenant transaction)."""
+def principals_setting(principals: Collection[str] | None) -> str:
+    """The `app.principals` value: `*` for None (sees the whole org), else the principals
+    joined by commas (an empty set sees only documents without an ACL)."""
+    if principals is None:
+        return ALL_PRINCIPALS
+    bad = [p for p in principals if not _PRINCIPAL.fullmatch(p)]
+    if bad:
+        raise TenancyError(f"malformed principals: {bad[:3]}")
+    return ",".join(sorted(principals))
+
+
+def bind_org(
+    session: Session,
+    org_id: uuid.UUID,
+    *,
+    principals: Collection[str] | None = None,
+    user_id: uuid.UUID | None = None,
+) -> None:
+    """Set `app.org_id` and `app.principals` for the current transaction, in one statement
+    (the first of a tenant transaction). `principals` None: every document of the org (server
+    keys, pipeline stages); a set: documents without an ACL or sharing a principal with it."""
     if not isinstance(org_id, uuid.UUID):
         raise TenancyError("org_id must be a UUID")
-    session.execute(sa.text("select set_config('app.org_id', :org, true)"), {"org": str(org_id)})
+    session.execute(
+        sa.text(
+            "select set_config('app.org_id', :org, true), set_config('app.principals', :p, true)"
+        ),
+        {"org": str(org_id), "p": principals_setting(principals)},
+    )
     session.info[_ORG_KEY] = org_id
+    session.info[_USER_KEY] = user_id
 
 
 @contextmanager
-def tenant_session(org_id: uuid.UUID, engine: Engine | None = None) -> Iterator[Session]:
-    """One transaction bound to `org_id`: commits on success, rolls back on error."""
+def tenant_session(
+    org_id: uuid.UUID,
+    engine: Engine | None = None,
+    *,
+    principals: Collection[str] | None = None,
+    user_id: uuid.UUID | None = None,
+) -> Iterator[Session]:
+    """One transaction bound to `org_id` (and, for an end user, their principals): commits
+    on success, rolls back on error."""
     with Session(engine or get_engine(), expire_on_commit=False) as session, session.begin():
-        bind_org(session, org_id)
+        bind_org(session, org_id, principals=principals, user_id=user_id)
         yield session
+
+
+def current_user(session: Session) -> uuid.UUID | None:
+    """The end user this tenant session acts for (None: a server key or internal work)."""
+    current_org(session)
+    user = session.info.get(_USER_KEY)
+    assert user is None or isinstance(user, uuid.UUID)
+    return user
 
 
 def current_org(session: Session) -> uuid.UUID:

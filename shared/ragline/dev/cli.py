@@ -331,6 +331,24 @@ def dev_stop() -> None:
     typer.echo("stopped" if devstack.stop() else "no local stack running")
 
 
+@dev_app.command("token")
+def dev_token(
+    org: Annotated[str, typer.Option(help="org slug (or id) put in the `org` claim")],
+    user: Annotated[str, typer.Option(help="the user's email")],
+    groups: Annotated[str, typer.Option(help="comma-separated groups claim, e.g. hr,legal")] = "",
+    lifetime: Annotated[int, typer.Option(help="seconds until it expires")] = 3600,
+) -> None:
+    """Print an ID token of the local test issuer (trusted only with ENVIRONMENT local/test):
+    `curl -H "Authorization: Bearer $(ragline dev token --org acme --user ann@example.com)"`."""
+    from ragline.dev import oidc_issuer
+
+    names = [g.strip() for g in groups.split(",") if g.strip()]
+    try:
+        typer.echo(oidc_issuer.token(org, user, groups=names, lifetime_s=lifetime))
+    except RuntimeError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # Exit normally so atexit handlers (embedded server, child processes) run.
     sys.exit(128 + signum)

@@ -9,6 +9,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -18,16 +19,41 @@ from ragline.core.errors import ConfigurationError, UnauthenticatedError, Valida
 from ragline.db import tenancy
 from ragline.db.models import ApiKey
 
-SCOPES = ("read", "write", "admin")
+#: `act_as_user`: a key created for a user (`user_id`) acts as that user (their rate limit,
+#: runs and document permissions); without it the key is the org's server key (issue 18).
+SCOPES = ("read", "write", "admin", "act_as_user")
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key and the org it binds the request to."""
+    """Who is calling: the key or the signed-in user, and the org it binds the request to."""
 
-    api_key_id: uuid.UUID
+    api_key_id: uuid.UUID | None
     org_id: uuid.UUID
     scopes: frozenset[str]
+    #: The end user (a token, or a key with `act_as_user`); None: a server key.
+    user_id: uuid.UUID | None = None
+    groups: frozenset[str] = frozenset()
+    #: A verified ID token's identity (`ragline.guardrails.oidc.Identity`), for first sign-in.
+    identity: Any = None
+
+    @property
+    def caller_id(self) -> uuid.UUID:
+        """Whose rate-limit bucket a request takes from: the user's, else the key's."""
+        caller = self.user_id or self.api_key_id
+        assert caller is not None
+        return caller
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.scopes
+
+    @property
+    def principals(self) -> frozenset[str] | None:
+        """The `app.principals` of the caller: None (whole org) for a server key."""
+        if self.user_id is None:
+            return None
+        return frozenset({f"user:{self.user_id}", *(f"group:{g}" for g in self.groups)})
 
 
 def hash_key(raw: str, pepper: str | None = None) -> str:
@@ -95,7 +121,9 @@ def authenticate(session: Session, raw: str) -> Principal:
         raise UnauthenticatedError("API key revoked")
     if row.expires_at is not None and row.expires_at <= now:
         raise UnauthenticatedError("API key expired")
-    return Principal(api_key_id=row.id, org_id=row.org_id, scopes=frozenset(row.scopes))
+    scopes = frozenset(row.scopes)
+    user_id = row.user_id if "act_as_user" in scopes else None
+    return Principal(api_key_id=row.id, org_id=row.org_id, scopes=scopes, user_id=user_id)
 
 
 def revoke_key(session: Session, key_id: uuid.UUID) -> bool:

@@ -1,6 +1,7 @@
 """Token-bucket rate limits in Postgres: one atomic upsert per check.
 
-Buckets are per org + API key + bucket name; capacity N per minute refills continuously.
+Buckets are per org + caller (the API key, or the user it acts for or who signed in) + bucket
+name; capacity N per minute refills continuously.
 Defaults: `agent` (answer) 5/min, `crud` 60/min; an org overrides them in its settings:
 `{"rate_limits": {"agent": 20, "crud": 600}}`.
 """
@@ -28,9 +29,9 @@ _REFILLED = (
 )
 _TAKE = sa.text(
     f"""
-    INSERT INTO rate_limit_bucket AS b (org_id, api_key_id, bucket, tokens, updated_at)
+    INSERT INTO rate_limit_bucket AS b (org_id, caller_id, bucket, tokens, updated_at)
     VALUES (:org, :key, :bucket, CAST(:cap AS float8) - 1, clock_timestamp())
-    ON CONFLICT (org_id, api_key_id, bucket) DO UPDATE SET
+    ON CONFLICT (org_id, caller_id, bucket) DO UPDATE SET
         tokens = {_REFILLED.format(t="b")} - 1,
         updated_at = clock_timestamp()
     WHERE {_REFILLED.format(t="b")} >= 1
@@ -41,7 +42,7 @@ _PEEK = sa.text(
     f"""
     SELECT {_REFILLED.format(t="rate_limit_bucket")}
     FROM rate_limit_bucket
-    WHERE org_id = :org AND api_key_id = :key AND bucket = :bucket
+    WHERE org_id = :org AND caller_id = :key AND bucket = :bucket
     """
 )
 
@@ -76,13 +77,13 @@ def limit_for(session: Session, bucket: str) -> int:
     return DEFAULT_LIMITS.get(bucket, DEFAULT_LIMITS["crud"])
 
 
-def take(session: Session, api_key_id: uuid.UUID, bucket: str) -> Decision:
+def take(session: Session, caller_id: uuid.UUID, bucket: str) -> Decision:
     """Take one token from the bucket if there is one (atomic under concurrency)."""
     cap = limit_for(session, bucket)
     rate = cap / WINDOW_S
     params = {
         "org": tenancy.current_org(session),
-        "key": api_key_id,
+        "key": caller_id,
         "bucket": bucket,
         "cap": float(cap),
         "rate": rate,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +15,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from ragline.core.config import get_settings
-from ragline.core.errors import DocumentTooLargeError, NotFoundError
+from ragline.core.errors import (
+    ConflictError,
+    DocumentTooLargeError,
+    NotFoundError,
+    ValidationError,
+)
 from ragline.db import pagination, tenancy
 from ragline.db.models import (
     Chunk,
@@ -28,6 +34,48 @@ from ragline.db.models import (
 from ragline.guardrails import fairshare
 
 MAX_TITLE = 500
+#: A document ACL entry (issue 18): `user:<app_user id>` or `group:<name>` (a token's groups).
+_PRINCIPAL = re.compile(
+    r"user:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"|group:[A-Za-z0-9._:@/+-]{1,128}"
+)
+MAX_ACL = 100
+
+
+def check_acl(acl: list[str] | None) -> list[str] | None:
+    """A document's ACL, normalised (sorted, unique); None: the whole org. An empty list is
+    refused (a document nobody but server keys could see is better made explicit)."""
+    if acl is None:
+        return None
+    bad = [p for p in acl if not isinstance(p, str) or not _PRINCIPAL.fullmatch(p.strip())]
+    if bad or not acl or len(acl) > MAX_ACL:
+        raise ValueError(
+            f"acl must be 1-{MAX_ACL} principals 'user:<uuid>' or 'group:<name>' (or null)"
+        )
+    return sorted({p.strip() for p in acl})
+
+
+def parse_acl(text: str | None) -> list[str] | None:
+    """`?acl=group:hr,user:<id>` of a raw or file upload; None when absent."""
+    if text is None:
+        return None
+    try:
+        return check_acl([p for p in text.split(",") if p.strip()])
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+class AclPatch(BaseModel):
+    """The body of `PATCH documents/<id>`: the new ACL (null: the whole org)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    acl: list[str] | None
+
+    @field_validator("acl")
+    @classmethod
+    def _acl(cls, v: list[str] | None) -> list[str] | None:
+        return check_acl(v)
 
 
 class NewDocument(BaseModel):
@@ -40,6 +88,13 @@ class NewDocument(BaseModel):
     kind: str = Field(default="text", min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")
     metadata: dict[str, Any] = Field(default_factory=dict)
     source_uri: str | None = Field(default=None, max_length=2048)
+    #: Who may see it (None: the whole org): `user:<id>` / `group:<name>` principals.
+    acl: list[str] | None = None
+
+    @field_validator("acl")
+    @classmethod
+    def _acl(cls, v: list[str] | None) -> list[str] | None:
+        return check_acl(v)
 
     @field_validator("text")
     @classmethod
@@ -71,6 +126,7 @@ class NewFile:
     kind: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     source_uri: str | None = None
+    acl: list[str] | None = None  # checked by `check_acl`
 
 
 @dataclass(frozen=True)
@@ -111,6 +167,7 @@ def create(session: Session, new: NewDocument | NewFile) -> Ingested:
             "content_hash": content_hash(new.text),
             "metadata_": new.metadata,
             "source_uri": new.source_uri,
+            "acl": new.acl,
         },
         run_input={"title": new.title, "kind": new.kind, "bytes": size},
     )
@@ -132,6 +189,7 @@ def create_file(session: Session, new: NewFile) -> Ingested:
             "source_format": new.format,
             "content_type": new.content_type,
             "file_bytes": len(new.data),
+            "acl": new.acl,
         },
         run_input={"title": new.title, "format": new.format, "bytes": len(new.data)},
     )
@@ -188,7 +246,11 @@ def insert_document(
             tenancy.scoped_select(
                 session, Document, Document.content_hash == digest, Document.deleted_at.is_(None)
             )
-        ).one()
+        ).one_or_none()
+        if existing is None:
+            # The same content is a document the caller may not see (its ACL): refused
+            # without saying more about it (issue 18).
+            raise ConflictError("this content cannot be ingested here")
         run_id = session.scalar(
             tenancy.scoped_select(
                 session, Run, Run.document_id == existing.id, Run.kind == "ingest"
@@ -244,6 +306,7 @@ def describe(session: Session, doc: Document, *, detail: bool = False) -> dict[s
         "content_hash": doc.content_hash,
         "metadata": doc.metadata_,
         "source_uri": doc.source_uri,
+        "acl": doc.acl,
         "chunk_count": doc.chunk_count,
         "error": doc.error,
         "failure_reason": doc.failure_reason,
@@ -293,6 +356,15 @@ def list_documents(session: Session, q: ListQuery) -> tuple[list[Document], str 
     if q.kind:
         where.append(Document.kind == q.kind)
     return pagination.newest_first(session, Document, where, q.cursor, q.limit)
+
+
+def set_acl(session: Session, document_id: uuid.UUID, patch: AclPatch) -> Document:
+    """Change who may see a document the caller can see (its chunks follow, by trigger)."""
+    doc = get(session, document_id)
+    doc.acl = patch.acl
+    doc.updated_at = datetime.now().astimezone()
+    session.flush()
+    return doc
 
 
 def delete(session: Session, document_id: uuid.UUID) -> bool:

@@ -231,7 +231,7 @@ def candidates(
         return tenancy.scoped_select(
             session, RateLimitBucket, RateLimitBucket.updated_at < cut.rate_limit_buckets
         ).with_only_columns(
-            RateLimitBucket.org_id, RateLimitBucket.api_key_id, RateLimitBucket.bucket
+            RateLimitBucket.org_id, RateLimitBucket.caller_id, RateLimitBucket.bucket
         )
     raise ValueError(f"unknown retention policy {policy!r}")
 
@@ -290,7 +290,7 @@ def apply_batch(
         stmt = tenancy.scoped_delete(session, Document, Document.id.in_(keys))
     else:
         columns = sa.tuple_(
-            RateLimitBucket.org_id, RateLimitBucket.api_key_id, RateLimitBucket.bucket
+            RateLimitBucket.org_id, RateLimitBucket.caller_id, RateLimitBucket.bucket
         )
         stmt = tenancy.scoped_delete(session, RateLimitBucket, columns.in_(keys))
     result = session.execute(stmt.execution_options(synchronize_session=False))

@@ -526,6 +526,7 @@ def answer(
             status="failed" if error else "succeeded",
             parent_run_id=req.parent_run_id,
             scenario_label=req.scenario_label,
+            user_id=tenancy.current_user(session),
             input=req.model_dump(mode="json"),
             state=state,
             tool_log=tool_log,

@@ -94,6 +94,7 @@ def describe(run: Run, *, detail: bool = True) -> dict[str, Any]:
         "parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
         "scenario_label": run.scenario_label,
         "document_id": str(run.document_id) if run.document_id else None,
+        "user_id": str(run.user_id) if run.user_id else None,
         "error": run.error,
         "created_at": _iso(run.created_at),
         "started_at": _iso(run.started_at),
@@ -105,9 +106,10 @@ def describe(run: Run, *, detail: bool = True) -> dict[str, Any]:
     return out
 
 
-def get(session: Session, run_id: uuid.UUID) -> Run:
+def get(session: Session, run_id: uuid.UUID, *, owner: uuid.UUID | None = None) -> Run:
+    """The run, if it is `owner`'s (given: an end user who is not an admin; issue 18)."""
     run = tenancy.get(session, Run, run_id)
-    if run is None:
+    if run is None or (owner is not None and run.user_id != owner):
         raise NotFoundError(f"no run {run_id}")
     return run
 
@@ -125,6 +127,7 @@ def create(session: Session, new: NewRun) -> Run:
             state=new.state,
             parent_run_id=new.parent_run_id,
             scenario_label=new.scenario_label,
+            user_id=tenancy.current_user(session),
             started_at=sa.func.now() if new.status == RunStatus.RUNNING else None,
         ),
     )
@@ -133,7 +136,9 @@ def create(session: Session, new: NewRun) -> Run:
     return run
 
 
-def patch(session: Session, run_id: uuid.UUID, change: RunPatch) -> Run:
+def patch(
+    session: Session, run_id: uuid.UUID, change: RunPatch, *, owner: uuid.UUID | None = None
+) -> Run:
     """Apply `change` in ONE UPDATE (`state || patch`, `tool_log || entries`, status checked
     in the WHERE clause), so concurrent patches never lose each other's writes."""
     values: dict[str, Any] = {"updated_at": sa.func.now()}
@@ -153,6 +158,7 @@ def patch(session: Session, run_id: uuid.UUID, change: RunPatch) -> Run:
             values["started_at"] = sa.func.coalesce(Run.started_at, sa.func.now())
         if change.status in TERMINAL:
             values["finished_at"] = sa.func.coalesce(Run.finished_at, sa.func.now())
+    get(session, run_id, owner=owner)
     stmt = (
         tenancy.scoped_update(
             session, Run, Run.id == run_id, Run.status.in_(ALLOWED_FROM[change.status])
@@ -176,9 +182,11 @@ def patch(session: Session, run_id: uuid.UUID, change: RunPatch) -> Run:
     ).one()
 
 
-def list_runs(session: Session, q: RunQuery) -> tuple[list[Run], str | None]:
-    """Newest first, keyset-paginated by (created_at, id)."""
-    where: list[Any] = []
+def list_runs(
+    session: Session, q: RunQuery, *, owner: uuid.UUID | None = None
+) -> tuple[list[Run], str | None]:
+    """Newest first, keyset-paginated by (created_at, id); only `owner`'s runs if given."""
+    where: list[Any] = [] if owner is None else [Run.user_id == owner]
     if q.parent_run_id is not None:
         where.append(Run.parent_run_id == q.parent_run_id)
     if q.kind:
@@ -209,9 +217,11 @@ def _retrieved(run: Run) -> list[str]:
     return out
 
 
-def compare(session: Session, a_id: uuid.UUID, b_id: uuid.UUID) -> dict[str, Any]:
+def compare(
+    session: Session, a_id: uuid.UUID, b_id: uuid.UUID, *, owner: uuid.UUID | None = None
+) -> dict[str, Any]:
     """What differs between two runs of the org: params, retrieved chunks, answer, status."""
-    a, b = get(session, a_id), get(session, b_id)
+    a, b = get(session, a_id, owner=owner), get(session, b_id, owner=owner)
     pa, pb = _params(a), _params(b)
     ra, rb = _retrieved(a), _retrieved(b)
     rank_a = {c: i for i, c in enumerate(ra, start=1)}
