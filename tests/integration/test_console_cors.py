@@ -29,7 +29,7 @@ def test_preflight_needs_no_key_and_names_the_methods(cors: None) -> None:
     )
     assert resp.status_code == 204
     assert resp.headers["Access-Control-Allow-Origin"] == CONSOLE
-    assert resp.headers["Access-Control-Allow-Methods"] == "GET, DELETE, POST"
+    assert resp.headers["Access-Control-Allow-Methods"] == "GET, PATCH, DELETE, POST"
 
 
 def test_answers_carry_the_origin_and_expose_the_request_id(cors: None, tenant: Tenant) -> None:
