@@ -33,7 +33,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, offline_pipeline: Callable[..., None]) 
         "AWS_DEFAULT_REGION": REGION,
     }.items():
         monkeypatch.setenv(name, value)
-    offline_pipeline(aws_region=REGION)
+    offline_pipeline(aws_region=REGION, upload_bucket=BUCKET)
     s3.reset_clients()
     with mock_aws():
         yield boto3.client("s3", region_name=REGION)

@@ -12,8 +12,9 @@ An object `orgs/<org_id>/<upload_id>/<filename>` belongs to that org. Per object
 - an event for a generation already applied (a duplicate, or one that arrives after a newer
   one) changes nothing.
 
-An object outside `orgs/<org_id>/` or for an unknown org is refused and logged, never
-ingested; refusals are acknowledged (a retry would not change them).
+An object of another bucket than UPLOAD_BUCKET, outside `orgs/<org_id>/` or for an unknown
+org is refused and logged, never ingested; refusals are acknowledged (a retry would not change
+them). Without UPLOAD_BUCKET no event is applied (ConfigurationError: delivered again).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from ragline.core.errors import ValidationError
+from ragline.core.config import get_settings
+from ragline.core.errors import ConfigurationError, ValidationError
 from ragline.core.logs import log
 from ragline.db import tenancy
 from ragline.db.models import Document, DocumentStatus, Org, StorageObject
@@ -57,8 +59,19 @@ def _refuse(event: ObjectEvent, why: str) -> str:
     return f"refused: {why}"
 
 
+def _upload_bucket() -> str:
+    bucket = get_settings().upload_bucket
+    if not bucket:
+        raise ConfigurationError("UPLOAD_BUCKET is not set: object events cannot be applied")
+    return bucket
+
+
 def handle_event(event: ObjectEvent) -> str:
     """Apply one object event; returns what was done (for the log and the reply)."""
+    if event.bucket != _upload_bucket():
+        # Another bucket's trigger or a forged event: its objects are never read (the
+        # functions' account may read more than the upload bucket).
+        return _refuse(event, "not the upload bucket")
     try:
         org = parse_object_name(event.name).org_id
     except ValidationError as exc:

@@ -1,0 +1,236 @@
+"""Attacks on files, uploads and object events (issue 13): forged and racing events, object
+names aimed at another org, replacements deleted mid-flight, hostile files posted raw. Every
+answer is a 4xx JSON error or an acknowledgement, never a 500; every document ends ready or
+failed with a reason; an object has at most one live document; RLS holds."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any, Literal
+
+import pytest
+import sqlalchemy as sa
+
+from ragline.cloud.gcp import storage
+from ragline.cloud.gcp.cloud_tasks import TASK_SECRET_HEADER
+from ragline.core.config import Settings, get_settings
+from ragline.db import engine as db
+from ragline.db import tenancy
+from ragline.db.models import Document, StorageObject
+from ragline.dev import events
+from ragline.ingest import uploads
+from ragline.ingest.objects import ObjectEvent
+
+from .helpers import Tenant, client, make_tenant
+from .test_files import pdf_with_facts
+
+PDF = "application/pdf"
+SECRET = "attack-files-secret"
+Kind = Literal["finalized", "deleted"]
+
+
+@pytest.fixture(autouse=True)
+def _stack(offline_pipeline: Callable[..., None], gcs: Settings) -> None:
+    offline_pipeline(task_auth="secret", task_secret=SECRET)
+
+
+def bucket() -> str:
+    return get_settings().upload_bucket or ""
+
+
+def put(tenant: Tenant, data: bytes, upload: uuid.UUID | None = None) -> storage.StoredObject:
+    """A new generation of `orgs/<org>/<upload>/manual.pdf`, as listed."""
+    name = f"orgs/{tenant.org_id}/{upload or uuid.UUID(int=7)}/manual.pdf"
+    storage.upload_object(bucket(), name, data, PDF)
+    return next(o for o in storage.list_objects(bucket(), name) if o.name == name)
+
+
+def deliver(kind: Kind, obj: storage.StoredObject) -> Any:
+    headers, body = events.cloud_event(kind, obj)
+    return client("on_upload").post("/", headers={**headers, TASK_SECRET_HEADER: SECRET}, data=body)
+
+
+def post_event(data: Any, ce_type: str = "google.cloud.storage.object.v1.finalized") -> Any:
+    headers = {
+        "Content-Type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-id": uuid.uuid4().hex,
+        "ce-source": "//storage.googleapis.com/projects/_/buckets/x",
+        "ce-type": ce_type,
+        "ce-subject": "objects/x",
+        TASK_SECRET_HEADER: SECRET,
+    }
+    return client("on_upload").post("/", headers=headers, data=json.dumps(data))
+
+
+def as_event(kind: Kind, obj: storage.StoredObject) -> ObjectEvent:
+    return ObjectEvent(kind, obj.bucket, obj.name, obj.generation, obj.content_type, obj.size)
+
+
+def live(org_id: uuid.UUID) -> list[Document]:
+    with tenancy.tenant_session(org_id) as s:
+        return list(
+            s.scalars(
+                sa.select(Document)
+                .where(Document.deleted_at.is_(None))
+                .order_by(Document.created_at)
+            )
+        )
+
+
+def all_documents() -> list[Document]:
+    with db.owner_session() as s:
+        return list(s.scalars(sa.select(Document)))
+
+
+def object_row(tenant: Tenant, name: str) -> StorageObject:
+    with tenancy.tenant_session(tenant.org_id) as s:
+        return s.scalars(sa.select(StorageObject).where(StorageObject.name == name)).one()
+
+
+# --- forged events ---------------------------------------------------------------------------
+
+
+def _valid_data(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "bucket": bucket(),
+        "name": f"orgs/{tenant.org_id}/{uuid.uuid4()}/manual.pdf",
+        "generation": "1700000000000001",
+        "contentType": PDF,
+        "size": "100",
+    }
+
+
+FORGED: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+    ("generation-huge", lambda d: d | {"generation": "9" * 400}),
+    ("generation-2**63", lambda d: d | {"generation": 2**63}),
+    ("generation-negative", lambda d: d | {"generation": "-5"}),
+    ("generation-negative-number", lambda d: d | {"generation": -5}),
+    ("generation-zero", lambda d: d | {"generation": "0"}),
+    ("generation-float", lambda d: d | {"generation": 1.5}),
+    ("generation-float-string", lambda d: d | {"generation": "1.0"}),
+    ("generation-exponent", lambda d: d | {"generation": "1e3"}),
+    ("generation-hex", lambda d: d | {"generation": "0x10"}),
+    ("generation-arabic-digits", lambda d: d | {"generation": "\u0663\u0664"}),
+    ("generation-bool", lambda d: d | {"generation": True}),
+    ("generation-null", lambda d: d | {"generation": None}),
+    ("generation-list", lambda d: d | {"generation": [1]}),
+    ("generation-missing", lambda d: {k: v for k, v in d.items() if k != "generation"}),
+    ("size-negative", lambda d: d | {"size": "-1"}),
+    ("size-object", lambda d: d | {"size": {"a": 1}}),
+    ("name-missing", lambda d: {k: v for k, v in d.items() if k != "name"}),
+    ("name-number", lambda d: d | {"name": 5}),
+    ("name-nul", lambda d: d | {"name": d["name"] + "\x00.pdf"}),
+    ("name-long", lambda d: d | {"name": d["name"] + "x" * 2000}),
+    ("bucket-list", lambda d: d | {"bucket": [bucket()]}),
+    ("bucket-empty", lambda d: d | {"bucket": ""}),
+    ("data-list", lambda d: [d]),
+    ("data-string", lambda d: "not json"),
+    ("data-string-list", lambda d: json.dumps([d])),
+    ("data-null", lambda d: None),
+    ("data-number", lambda d: 5),
+]
+
+
+@pytest.mark.parametrize("forge", [f for _, f in FORGED], ids=[n for n, _ in FORGED])
+def test_forged_events_are_acknowledged_and_ingest_nothing(
+    tenant: Tenant, forge: Callable[[dict[str, Any]], Any]
+) -> None:
+    resp = post_event(forge(_valid_data(tenant)))
+    assert resp.status_code == 200, resp.data[:300]
+    assert live(tenant.org_id) == []
+
+
+@pytest.mark.parametrize(
+    "ce_type",
+    ["google.cloud.storage.object.v1.archived", "google.cloud.pubsub.topic.v1.messagePublished"],
+)
+def test_other_event_types_are_acknowledged(tenant: Tenant, ce_type: str) -> None:
+    assert post_event(_valid_data(tenant), ce_type).status_code == 200
+    assert live(tenant.org_id) == []
+
+
+def test_a_request_that_is_not_a_cloud_event_is_a_json_4xx(tenant: Tenant) -> None:
+    resp = client("on_upload").post(
+        "/", headers={TASK_SECRET_HEADER: SECRET, "Content-Type": "application/json"}, data="{}"
+    )
+    assert 400 <= resp.status_code < 500, resp.status_code
+    assert live(tenant.org_id) == []
+
+
+def test_a_request_that_is_not_a_cloud_event_answers_json(tenant: Tenant) -> None:
+    resp = client("on_upload").post(
+        "/", headers={TASK_SECRET_HEADER: SECRET, "Content-Type": "application/json"}, data="{}"
+    )
+    assert resp.is_json, resp.data[:200]
+    assert set(resp.json["error"]) >= {"code", "message"}
+
+
+# --- object names aimed elsewhere --------------------------------------------------------------
+
+
+def _names(victim: uuid.UUID) -> list[str]:
+    u = uuid.uuid4()
+    # Look-alikes of the first hex digit: int(..., 16) takes fullwidth digits.
+    cyrillic = "\u0430" + str(victim)[1:]
+    fullwidth = "\uff11" + str(victim)[1:]
+    encoded = str(victim).replace("-", "%2D")
+    return [
+        f"orgs/{str(victim).upper()}/{u}/a.pdf",
+        f"orgs/{victim.hex}/{u}/a.pdf",
+        f"orgs/{{{victim}}}/{u}/a.pdf",
+        f"orgs/urn:uuid:{victim}/{u}/a.pdf",
+        f"orgs/{victim}/{str(u).upper()}/a.pdf",
+        f"orgs/{encoded}/{u}/a.pdf",
+        f"orgs%2F{victim}%2F{u}%2Fa.pdf",
+        f"orgs/{victim}/{u}/a.pdf/",
+        f"orgs/{victim}/{u}/",
+        f"orgs/{victim}//a.pdf",
+        f"/orgs/{victim}/{u}/a.pdf",
+        f"./orgs/{victim}/{u}/a.pdf",
+        f"orgs/./{victim}/{u}/a.pdf",
+        f"orgs/{victim}/{u}/..",
+        f"orgs/{victim}/{u}/x/../a.pdf",
+        f"orgs/{victim}/../{victim}/a.pdf",
+        f"ORGS/{victim}/{u}/a.pdf",
+        f"\uff4frgs/{victim}/{u}/a.pdf",  # fullwidth o
+        f"orgs/{cyrillic}/{u}/a.pdf",
+        f"orgs/{fullwidth}/{u}/a.pdf",
+        f"orgs/ {victim}/{u}/a.pdf",
+        f"orgs/{victim} /{u}/a.pdf",
+        f"orgs/{victim}/{u}/ a.pdf",
+        f"orgs/{victim}/{u}/a\u202egpj.pdf",  # bidi override
+        f"orgs/{victim}/{u}/a\u200b.pdf",
+        f"orgs/{victim}/{u}/a\nb.pdf",
+        f"orgs/{victim}/{u}/e\u0301.pdf",  # not NFC
+        f"orgs/{victim}/{u}/{'x' * 201}.pdf",
+        f"orgs/{victim}/{u}/a\\b.pdf",
+        f"orgs/{victim}/{u}/\ud800.pdf",
+    ]
+
+
+def test_crafted_object_names_never_reach_the_named_org() -> None:
+    """Non-canonical spellings of an org (or upload) id, look-alikes, traversal, encodings:
+    refused, whichever org they name; only the exact layout of a real upload is applied."""
+    victim = make_tenant("victim")
+    for name in _names(victim.org_id):
+        event = ObjectEvent("finalized", bucket(), name, 5, PDF, 10)
+        outcome = uploads.handle_event(event)
+        assert outcome.startswith("refused"), (name, outcome)
+    assert all_documents() == []
+    with db.owner_session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(StorageObject)) == 0
+
+
+def test_events_of_another_bucket_are_refused(tenant: Tenant) -> None:
+    """Only the configured upload bucket is ingested: an object of another bucket (another
+    trigger, a forged event) is never read, even with a valid org layout."""
+    obj = put(tenant, pdf_with_facts(1))
+    foreign = dataclasses.replace(obj, bucket="someone-elses-bucket")
+    assert deliver("finalized", foreign).status_code == 200
+    assert uploads.handle_event(as_event("finalized", foreign)).startswith("refused")
+    assert uploads.handle_event(as_event("deleted", foreign)).startswith("refused")
+    assert all_documents() == []
