@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import pytest
@@ -234,3 +237,98 @@ def test_events_of_another_bucket_are_refused(tenant: Tenant) -> None:
     assert uploads.handle_event(as_event("finalized", foreign)).startswith("refused")
     assert uploads.handle_event(as_event("deleted", foreign)).startswith("refused")
     assert all_documents() == []
+
+
+# --- races -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def org_held(org_id: uuid.UUID, errors: list[BaseException]) -> Iterator[Callable[[int], None]]:
+    """Hold the org row FOR UPDATE: a tenant transaction that inserts a row referencing the
+    org (a document, a storage_object) waits on it. Yields `wait(n)`, which returns once n
+    other backends wait on a lock, so that concurrent event handlers all get past their
+    first reads before any of them commits."""
+    engine = db.get_engine(app_role=False)
+    with engine.connect() as holder, engine.connect() as watcher:
+        tx = holder.begin()
+        holder.execute(sa.text("SELECT id FROM org WHERE id = :o FOR UPDATE"), {"o": org_id})
+
+        def wait(n: int) -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                waiting = watcher.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                ).scalar_one()
+                watcher.commit()
+                if waiting >= n or errors:
+                    return
+                time.sleep(0.02)
+            raise AssertionError(f"fewer than {n} handlers waited")
+
+        try:
+            yield wait
+        finally:
+            tx.rollback()
+
+
+def race(org_id: uuid.UUID, events_: list[ObjectEvent]) -> list[str]:
+    """Apply the events from one thread each, released together (see `org_held`)."""
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def apply(event: ObjectEvent) -> None:
+        try:
+            outcomes.append(uploads.handle_event(event))
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=apply, args=(e,)) for e in events_]
+    with org_held(org_id, errors) as wait:
+        for t in threads:
+            t.start()
+        try:
+            wait(min(len(threads), 2))
+        finally:
+            assert not errors, errors
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    return outcomes
+
+
+def test_two_generations_racing_leave_one_live_document(tenant: Tenant) -> None:
+    first = put(tenant, pdf_with_facts(1))
+    second = put(tenant, pdf_with_facts(2, title="Second"))
+    race(tenant.org_id, [as_event("finalized", second), as_event("finalized", first)])
+    docs = live(tenant.org_id)
+    assert [int(d.source_generation or 0) for d in docs] == [second.generation], [
+        (d.source_generation, d.status, d.failure_reason) for d in docs
+    ]
+    assert docs[0].status == "ready"
+    row = object_row(tenant, second.name)
+    assert (int(row.generation), row.deleted, row.document_id) == (
+        second.generation,
+        False,
+        docs[0].id,
+    )
+
+
+def test_finalized_and_deleted_racing_leave_nothing_live(tenant: Tenant) -> None:
+    obj = put(tenant, pdf_with_facts(1))
+    storage.delete_object(obj.bucket, obj.name)
+    race(tenant.org_id, [as_event("finalized", obj), as_event("deleted", obj)])
+    assert live(tenant.org_id) == []
+    row = object_row(tenant, obj.name)
+    assert (row.deleted, row.document_id) == (True, None)
+
+
+def test_the_same_event_twenty_times_in_parallel_is_one_document(tenant: Tenant) -> None:
+    obj = put(tenant, pdf_with_facts(2))
+    outcomes = race(tenant.org_id, [as_event("finalized", obj)] * 20)
+    assert sum(o.startswith("ingesting") for o in outcomes) >= 1
+    (doc,) = live(tenant.org_id)
+    assert doc.status == "ready" and int(doc.source_generation or 0) == obj.generation
+    assert len(all_documents()) == 1

@@ -132,6 +132,15 @@ def _resume(org: uuid.UUID, doc_id: uuid.UUID) -> None:
 
 
 def _lock_object(session: Session, event: ObjectEvent) -> StorageObject | None:
+    """The object's row, locked; events of one object are applied one after the other.
+
+    The first events of an object find no row to lock: without more, two of them both saw
+    "nothing applied yet", both made a document, and the later commit overwrote the row
+    (two live documents, or one left behind by a `deleted`). So the transaction first takes
+    an advisory lock on the object's key; the row is read after it, seeing every event that
+    committed before."""
+    key = f"storage_object:{tenancy.current_org(session)}/{event.bucket}/{event.name}"
+    session.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(key, 0))))
     return session.scalars(
         tenancy.scoped_select(
             session,
@@ -145,8 +154,7 @@ def _lock_object(session: Session, event: ObjectEvent) -> StorageObject | None:
 def _record(
     session: Session, event: ObjectEvent, *, deleted: bool, document_id: uuid.UUID | None
 ) -> None:
-    """Insert or move the object's row to `event.generation` (concurrent first events of one
-    object: the loser of the insert finds the row and is applied after it, in order)."""
+    """Insert or move the object's row to `event.generation` (under `_lock_object`)."""
     values = {
         "generation": event.generation,
         "deleted": deleted,
