@@ -22,10 +22,11 @@ from ragline.cloud.gcp.cloud_tasks import TASK_SECRET_HEADER
 from ragline.core.config import Settings, get_settings
 from ragline.db import engine as db
 from ragline.db import tenancy
-from ragline.db.models import Document, StorageObject
+from ragline.db.models import Document, DocumentPart, StorageObject
 from ragline.dev import events
-from ragline.ingest import uploads
+from ragline.ingest import pipeline, queues, uploads
 from ragline.ingest.objects import ObjectEvent
+from ragline.ops.retention import run_retention
 
 from .helpers import Tenant, client, make_tenant
 from .test_files import pdf_with_facts
@@ -332,3 +333,107 @@ def test_the_same_event_twenty_times_in_parallel_is_one_document(tenant: Tenant)
     (doc,) = live(tenant.org_id)
     assert doc.status == "ready" and int(doc.source_generation or 0) == obj.generation
     assert len(all_documents()) == 1
+
+
+# --- tasks held, then delivered late, twice or out of order ------------------------------------
+
+Task = tuple[str, dict[str, Any]]
+
+
+@pytest.fixture()
+def held(monkeypatch: pytest.MonkeyPatch) -> list[Task]:
+    """Stage tasks are kept here instead of running (a queue that has not delivered yet)."""
+    tasks: list[Task] = []
+
+    def hold(stage: str, payload: dict[str, Any], name: str, **_: Any) -> None:
+        tasks.append((stage, payload))
+
+    monkeypatch.setattr(queues, "enqueue", hold)
+    return tasks
+
+
+def deliver_tasks(tasks: list[Task], held: list[Task] | None = None) -> None:
+    """Run each task once (acknowledged or not), then whatever they enqueued, to the end."""
+    pending = list(tasks)
+    while pending:
+        stage, payload = pending.pop(0)
+        before = len(held) if held is not None else 0
+        pipeline.run_stage(stage, payload, attempt=0, max_attempts=3)
+        if held is not None:
+            pending += held[before:]
+            del held[before:]
+
+
+def test_a_replacement_deleted_in_flight_does_not_orphan_the_old_version(
+    tenant: Tenant, held: list[Task]
+) -> None:
+    """DELETE of the pending new version leaves the old one answering; the next generation
+    must still replace that old one (it used to stay live forever beside the new one)."""
+    first = put(tenant, pdf_with_facts(1))
+    uploads.handle_event(as_event("finalized", first))
+    deliver_tasks(held[:], held)
+    held.clear()
+    (old,) = live(tenant.org_id)
+    assert old.status == "ready"
+    second = put(tenant, pdf_with_facts(2))
+    uploads.handle_event(as_event("finalized", second))
+    pending = next(d for d in live(tenant.org_id) if d.id != old.id)
+    resp = client("documents").delete(f"/{pending.id}", headers=tenant.headers)
+    assert resp.status_code == 200 and resp.json["deleted"] is True
+    deliver_tasks(held[:], held)  # its parse task arrives after the delete: nothing
+    held.clear()
+    assert [d.id for d in live(tenant.org_id)] == [old.id]
+    run_retention(org=tenant.org_id)  # purges the deleted version's tombstone
+    with db.owner_session() as s:
+        assert s.get(Document, pending.id) is None
+    third = put(tenant, pdf_with_facts(3))
+    uploads.handle_event(as_event("finalized", third))
+    deliver_tasks(held[:], held)
+    docs = live(tenant.org_id)
+    assert [int(d.source_generation or 0) for d in docs] == [third.generation]
+    assert docs[0].status == "ready"
+
+
+def test_page_range_parts_twice_out_of_order_and_late(
+    tenant: Tenant, held: list[Task], configure: Callable[..., None]
+) -> None:
+    configure(parse_pages_per_task="2")
+    resp = client("ingest").post(
+        "/", data=pdf_with_facts(7), headers={**tenant.headers, "Content-Type": PDF}
+    )
+    assert resp.status_code == 202, resp.json
+    doc_id = uuid.UUID(resp.json["document_id"])
+    deliver_tasks(held[:])  # the plan: four part tasks
+    parts = held[1:]
+    assert [p["batch"] for _, p in parts] == [0, 1, 2, 3]
+    forged = ("parse", {**parts[0][1], "batch": 99})
+    held.clear()
+    deliver_tasks([parts[3], parts[3], forged, parts[1], parts[0], parts[1]])
+    doc = next(d for d in live(tenant.org_id) if d.id == doc_id)
+    assert doc.status == "pending" and doc.extracted_chars is None
+    deliver_tasks([parts[2]], held)  # the last one assembles, then chunk → ready
+    deliver_tasks(parts[::-1], held)  # late duplicates change nothing
+    doc = next(d for d in live(tenant.org_id) if d.id == doc_id)
+    assert doc.status == "ready" and doc.page_count == 7
+    assert [doc.content.count(f"zebra{n}quux") for n in range(1, 8)] == [1] * 7
+    with tenancy.tenant_session(tenant.org_id) as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(DocumentPart)) == 0
+
+
+def test_parts_arriving_after_a_delete_store_nothing(
+    tenant: Tenant, held: list[Task], configure: Callable[..., None]
+) -> None:
+    configure(parse_pages_per_task="2")
+    resp = client("ingest").post(
+        "/", data=pdf_with_facts(5), headers={**tenant.headers, "Content-Type": PDF}
+    )
+    doc_id = resp.json["document_id"]
+    deliver_tasks(held[:])
+    parts = held[1:]
+    held.clear()
+    deliver_tasks(parts[:1])
+    assert client("documents").delete(f"/{doc_id}", headers=tenant.headers).status_code == 200
+    deliver_tasks(parts, held)
+    assert held == [] and live(tenant.org_id) == []
+    with tenancy.tenant_session(tenant.org_id) as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(DocumentPart)) == 0
