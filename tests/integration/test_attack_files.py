@@ -6,6 +6,7 @@ failed with a reason; an object has at most one live document; RLS holds."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import threading
 import time
@@ -437,3 +438,213 @@ def test_parts_arriving_after_a_delete_store_nothing(
     assert held == [] and live(tenant.org_id) == []
     with tenancy.tenant_session(tenant.org_id) as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(DocumentPart)) == 0
+
+
+# --- hostile files posted raw -----------------------------------------------------------------
+
+HTML = "text/html"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def ingest(tenant: Tenant, data: bytes, ctype: str, query: str = "") -> Any:
+    return client("ingest").post(
+        f"/{query}", data=data, headers={**tenant.headers, "Content-Type": ctype}
+    )
+
+
+def settled(tenant: Tenant, resp: Any) -> dict[str, Any]:
+    """The document of an accepted file, which must have ended ready or failed (a reason)."""
+    assert resp.status_code in (200, 202), resp.json
+    got = client("documents").get(f"/{resp.json['document_id']}", headers=tenant.headers)
+    assert got.status_code == 200, got.json
+    doc: dict[str, Any] = got.json
+    assert doc["status"] in ("ready", "failed"), doc
+    assert doc["status"] == "ready" or doc["failure_reason"], doc
+    return doc
+
+
+def json_4xx(resp: Any, status: int | None = None) -> str:
+    assert 400 <= resp.status_code < 500, (resp.status_code, resp.data[:300])
+    assert status is None or resp.status_code == status, resp.json
+    assert set(resp.json["error"]) >= {"code", "message"}, resp.json
+    code: str = resp.json["error"]["code"]
+    return code
+
+
+def pdf_pages(texts: list[str], title: str | None = None) -> bytes:
+    from reportlab.pdfgen import canvas
+
+    out = io.BytesIO()
+    pdf = canvas.Canvas(out, pagesize=(72, 72))
+    if title is not None:
+        pdf.setTitle(title)
+    for text in texts:
+        if text:
+            pdf.drawString(4, 30, text)
+        pdf.showPage()
+    pdf.save()
+    return out.getvalue()
+
+
+def test_a_pdf_of_fifteen_hundred_tiny_pages_is_parsed_in_parts(tenant: Tenant) -> None:
+    doc = settled(tenant, ingest(tenant, pdf_pages([f"p{n}" for n in range(1, 1501)]), PDF))
+    assert doc["status"] == "ready" and doc["source"]["page_count"] == 1500
+    assert search_hits(tenant, "p1377")[0]["page"] == 1377
+
+
+def search_hits(tenant: Tenant, query: str) -> list[dict[str, Any]]:
+    resp = client("search").post(
+        "/", json={"query": query, "mode": "text", "top_k": 3}, headers=tenant.headers
+    )
+    assert resp.status_code == 200, resp.json
+    hits: list[dict[str, Any]] = resp.json["results"]
+    return hits
+
+
+def test_a_pdf_over_the_page_limit_and_whitespace_pages_fail_with_reasons(
+    tenant: Tenant,
+) -> None:
+    over = settled(tenant, ingest(tenant, pdf_pages([""] * 2001), PDF))
+    assert over["failure_reason"] == "too_large"
+    blank = settled(tenant, ingest(tenant, pdf_pages(["   ", " ", "  "] * 40), PDF))
+    assert blank["failure_reason"] == "no_text"
+
+
+@pytest.mark.parametrize(
+    "title",
+    ["T" * 1_000_000, "A\x00B\x01C\x1fD\x7fE", "line\nbreak\rand\u2028sep", "\ufffe\ufeff"],
+    ids=["1MB", "controls", "newlines", "nonchars"],
+)
+def test_hostile_pdf_titles_end_as_one_clean_line(tenant: Tenant, title: str) -> None:
+    doc = settled(tenant, ingest(tenant, pdf_pages(["body text"], title=title), PDF))
+    assert doc["status"] == "ready", doc
+    assert len(doc["title"]) <= 500
+    assert not any(ord(c) < 32 or ord(c) == 0x7F for c in doc["title"]), doc["title"]
+
+
+def test_html_nested_a_hundred_thousand_deep_fails_at_once(tenant: Tenant) -> None:
+    depth = 100_000
+    page = ("<div>" * depth + "deep words" + "</div>" * depth).encode()
+    started = time.monotonic()
+    doc = settled(tenant, ingest(tenant, b"<!DOCTYPE html><html><body>" + page, HTML))
+    assert doc["failure_reason"] == "too_large"
+    assert time.monotonic() - started < 5  # lexbor alone took ~10 s at this depth
+
+
+def test_a_nine_megabyte_html_page_fails_too_large(tenant: Tenant) -> None:
+    page = b"<!DOCTYPE html><html><body>" + b"<p>word salad here</p>" * 440_000
+    assert 9 * 1024 * 1024 < len(page) < 10 * 1024 * 1024
+    doc = settled(tenant, ingest(tenant, page, HTML))
+    assert doc["failure_reason"] == "too_large"
+
+
+def test_deeply_nested_docx_tables_are_not_a_crash(tenant: Tenant) -> None:
+    import docx
+
+    document = docx.Document()
+    cell = document.add_table(rows=1, cols=1).cell(0, 0)
+    for level in range(60):
+        cell.paragraphs[0].text = f"level {level}"
+        cell = cell.add_table(rows=1, cols=1).cell(0, 0)
+    out = io.BytesIO()
+    document.save(out)
+    doc = settled(tenant, ingest(tenant, out.getvalue(), DOCX))
+    assert doc["status"] == "ready" or doc["failure_reason"] in ("no_text", "corrupt")
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype"),
+    [
+        (b"# Title\n\nhello\x00world", "text/markdown"),
+        (b"# Title\n\nlone \xed\xa0\x80 surrogate", "text/markdown"),
+        (b"plain \xff\xfe text", "text/plain"),
+        (b"", "text/plain"),
+        (b"   \n\t ", "text/markdown"),
+    ],
+    ids=["nul", "surrogate", "not-utf8", "empty", "blank"],
+)
+def test_hostile_text_bodies_are_json_4xx(tenant: Tenant, body: bytes, ctype: str) -> None:
+    json_4xx(ingest(tenant, body, ctype))
+    assert live(tenant.org_id) == []
+
+
+@pytest.mark.parametrize(
+    "ctype",
+    [
+        "application/pdf; charset=utf-16",
+        "APPLICATION/PDF",
+        "Application/Pdf; foo=bar; foo=baz",
+        'application/pdf; charset="\u00e9\u00e9"',
+        "application/pdf;;;",
+    ],
+)
+def test_odd_content_type_parameters_on_a_pdf(tenant: Tenant, ctype: str) -> None:
+    doc = settled(tenant, ingest(tenant, pdf_with_facts(1), ctype))
+    assert doc["status"] == "ready", doc
+
+
+@pytest.mark.parametrize(
+    "charset", ["utf-16", "idna", "rot13", "hex", "x-no-such-codec", "utf-32-be", "punycode"]
+)
+def test_odd_html_charsets_end_ready_or_failed(tenant: Tenant, charset: str) -> None:
+    page = b"<!DOCTYPE html><html><body><p>charset words here</p></body></html>"
+    settled(tenant, ingest(tenant, page, f"text/html; charset={charset}"))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?title=a%00b",
+        "?filename=a%00b.pdf",
+        "?kind=a%00b",
+        "?source_uri=gs://x/%00",
+        "?title=" + "t" * 501,
+        "?kind=UPPER",
+        "?kind=" + "k" * 65,
+        "?source_uri=" + "u" * 2049,
+        "?title=%ED%A0%80",
+    ],
+)
+def test_hostile_file_query_parameters_are_json_4xx_or_clean(tenant: Tenant, query: str) -> None:
+    resp = ingest(tenant, pdf_with_facts(1), PDF, query)
+    if resp.status_code >= 400:
+        json_4xx(resp)
+        assert live(tenant.org_id) == []
+    else:
+        doc = settled(tenant, resp)
+        assert "\x00" not in json.dumps(doc)
+
+
+def test_unicode_and_repeated_query_parameters_on_a_file(tenant: Tenant) -> None:
+    resp = ingest(tenant, pdf_with_facts(1), PDF, "?title=%E2%80%AEevil&title=second")
+    if resp.status_code < 400:
+        doc = settled(tenant, resp)
+        assert doc["title"] in ("\u202eevil", "second")
+    else:
+        json_4xx(resp, 422)
+
+
+def test_a_chunked_body_over_the_limit_is_413(
+    tenant: Tenant, configure: Callable[..., None]
+) -> None:
+    configure(max_body_bytes="65536")
+    for ctype in (PDF, HTML, "text/markdown", "application/json"):
+        resp = client("ingest").post(
+            "/",
+            input_stream=io.BytesIO(b"%PDF-1.4\n" + b"x" * 200_000),
+            headers={**tenant.headers, "Content-Type": ctype, "Transfer-Encoding": "chunked"},
+        )
+        assert json_4xx(resp, 413) == "payload_too_large"
+    assert live(tenant.org_id) == []
+
+
+def test_a_client_source_uri_is_a_label_never_read(tenant: Tenant) -> None:
+    """A posted PDF naming an object (of the upload bucket or another) is parsed from the
+    posted bytes: the object, even the caller's own upload, is never read."""
+    obj = put(tenant, pdf_with_facts(3, title="The Object"))
+    for uri in (f"gs://{obj.bucket}/{obj.name}", f"gs://other-bucket/{obj.name}", "s3://b/k"):
+        posted = pdf_pages([f"posted words {uri[:5]}"], title="Posted")
+        doc = settled(tenant, ingest(tenant, posted, PDF, f"?source_uri={uri}"))
+        assert (doc["status"], doc["title"], doc["source_uri"]) == ("ready", "Posted", uri)
+        assert doc["source"]["generation"] is None
+    assert search_hits(tenant, "zebra3quux") == []
