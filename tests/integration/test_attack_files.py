@@ -648,3 +648,68 @@ def test_a_client_source_uri_is_a_label_never_read(tenant: Tenant) -> None:
         assert (doc["status"], doc["title"], doc["source_uri"]) == ("ready", "Posted", uri)
         assert doc["source"]["generation"] is None
     assert search_hits(tenant, "zebra3quux") == []
+
+
+# --- retries, deletes in flight, tenancy -------------------------------------------------------
+
+
+def test_deleting_the_answering_version_in_flight_leaves_the_new_one_alone(
+    tenant: Tenant, held: list[Task]
+) -> None:
+    first = put(tenant, pdf_with_facts(1))
+    uploads.handle_event(as_event("finalized", first))
+    deliver_tasks(held[:], held)
+    held.clear()
+    (old,) = live(tenant.org_id)
+    second = put(tenant, pdf_with_facts(2))
+    uploads.handle_event(as_event("finalized", second))
+    assert client("documents").delete(f"/{old.id}", headers=tenant.headers).status_code == 200
+    deliver_tasks(held[:], held)
+    held.clear()
+    (new,) = live(tenant.org_id)
+    assert (new.status, int(new.source_generation or 0)) == ("ready", second.generation)
+    uploads.handle_event(as_event("deleted", first))  # the overwrite's own notice: stale
+    storage.delete_object(second.bucket, second.name)
+    uploads.handle_event(as_event("deleted", second))
+    assert live(tenant.org_id) == []
+
+
+def test_retrying_failed_files_fails_again_with_the_same_reason(tenant: Tenant) -> None:
+    from ragline.testing import documents as samples
+
+    posted = settled(tenant, ingest(tenant, samples.pdf_encrypted(), PDF))
+    first = put(tenant, pdf_with_facts(1))
+    put(tenant, pdf_with_facts(2))  # overwritten before its event: the generation is gone
+    uploads.handle_event(as_event("finalized", first))
+    (gone,) = [d for d in live(tenant.org_id) if d.source_generation is not None]
+    for doc_id, reason in ((posted["id"], "encrypted"), (str(gone.id), "source_gone")):
+        for _ in range(2):
+            resp = client("documents").post(f"/{doc_id}/retry", headers=tenant.headers)
+            assert resp.status_code == 202, resp.json
+            again = client("documents").get(f"/{doc_id}", headers=tenant.headers).json
+            assert (again["status"], again["failure_reason"]) == ("failed", reason)
+    busy = client("documents").post(f"/{uuid.uuid4()}/retry", headers=tenant.headers)
+    assert json_4xx(busy, 404) == "not_found"
+
+
+def test_another_org_sees_none_of_an_uploads_rows(tenant: Tenant, held: list[Task]) -> None:
+    """As the application role (RLS), with and without the org bound."""
+    obj = put(tenant, pdf_with_facts(7))
+    uploads.handle_event(as_event("finalized", obj))
+    other = make_tenant("other")
+    resp = client("ingest").post(
+        "/", data=pdf_with_facts(3), headers={**tenant.headers, "Content-Type": PDF}
+    )
+    assert resp.status_code == 202
+    tables = ("document", "document_file", "storage_object", "chunk", "run")
+    with tenancy.tenant_session(tenant.org_id) as s:
+        mine = {t: s.scalar(sa.text(f"SELECT count(*) FROM {t}")) for t in tables}
+    assert mine["document"] == 2 and mine["document_file"] == 1 and mine["storage_object"] == 1
+    with tenancy.tenant_session(other.org_id) as s:
+        for table in (*tables, "document_part"):
+            assert s.scalar(sa.text(f"SELECT count(*) FROM {table}")) == 0, table
+    with db.get_engine().connect() as conn:  # the app role, no org bound
+        for table in (*tables, "document_part"):
+            assert conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar() == 0, table
+    ghost = client("documents").get(f"/{resp.json['document_id']}", headers=other.headers)
+    assert json_4xx(ghost, 404) == "not_found"
