@@ -22,7 +22,7 @@ from .test_files import pdf_with_facts
 
 @pytest.fixture()
 def aws(monkeypatch: pytest.MonkeyPatch, offline_pipeline: Callable[..., None]) -> Iterator[Any]:
-    offline_pipeline(aws_region=REGION)
+    offline_pipeline(aws_region=REGION, upload_bucket=BUCKET)
     with mocked_s3(monkeypatch) as client:
         yield client
 

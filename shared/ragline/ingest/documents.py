@@ -30,6 +30,7 @@ from ragline.db.models import (
     DocumentStatus,
     Run,
     RunStatus,
+    StorageObject,
 )
 from ragline.guardrails import fairshare
 
@@ -382,6 +383,7 @@ def delete(session: Session, document_id: uuid.UUID) -> bool:
     doc.deleted_at = sa.func.now()
     doc.updated_at = sa.func.now()
     doc.content = ""
+    _restore_replaced(session, doc)
     # The ingest run ends with its document (a later stage task finds nothing to do).
     session.execute(
         tenancy.scoped_update(
@@ -398,3 +400,20 @@ def delete(session: Session, document_id: uuid.UUID) -> bool:
         )
     )
     return True
+
+
+def _restore_replaced(session: Session, doc: Document) -> None:
+    """A new version of an object deleted before it took over: the version it was replacing
+    (still live) is the object's document again, so the next event of the object replaces
+    or deletes it instead of leaving it live for good (the tombstone of the deleted version,
+    which alone pointed at it, is purged by retention)."""
+    if doc.replaces_id is None:
+        return
+    replaced = tenancy.get(session, Document, doc.replaces_id)
+    if replaced is None or replaced.deleted_at is not None:
+        return
+    session.execute(
+        tenancy.scoped_update(session, StorageObject, StorageObject.document_id == doc.id).values(
+            document_id=replaced.id, updated_at=sa.func.now()
+        )
+    )

@@ -12,8 +12,9 @@ An object `orgs/<org_id>/<upload_id>/<filename>` belongs to that org. Per object
 - an event for a generation already applied (a duplicate, or one that arrives after a newer
   one) changes nothing.
 
-An object outside `orgs/<org_id>/` or for an unknown org is refused and logged, never
-ingested; refusals are acknowledged (a retry would not change them).
+An object of another bucket than UPLOAD_BUCKET, outside `orgs/<org_id>/` or for an unknown
+org is refused and logged, never ingested; refusals are acknowledged (a retry would not change
+them). Without UPLOAD_BUCKET no event is applied (ConfigurationError: delivered again).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from ragline.core.errors import ValidationError
+from ragline.core.config import get_settings
+from ragline.core.errors import ConfigurationError, ValidationError
 from ragline.core.logs import log
 from ragline.db import tenancy
 from ragline.db.models import Document, DocumentStatus, Org, StorageObject
@@ -57,8 +59,19 @@ def _refuse(event: ObjectEvent, why: str) -> str:
     return f"refused: {why}"
 
 
+def _upload_bucket() -> str:
+    bucket = get_settings().upload_bucket
+    if not bucket:
+        raise ConfigurationError("UPLOAD_BUCKET is not set: object events cannot be applied")
+    return bucket
+
+
 def handle_event(event: ObjectEvent) -> str:
     """Apply one object event; returns what was done (for the log and the reply)."""
+    if event.bucket != _upload_bucket():
+        # Another bucket's trigger or a forged event: its objects are never read (the
+        # functions' account may read more than the upload bucket).
+        return _refuse(event, "not the upload bucket")
     try:
         org = parse_object_name(event.name).org_id
     except ValidationError as exc:
@@ -119,6 +132,15 @@ def _resume(org: uuid.UUID, doc_id: uuid.UUID) -> None:
 
 
 def _lock_object(session: Session, event: ObjectEvent) -> StorageObject | None:
+    """The object's row, locked; events of one object are applied one after the other.
+
+    The first events of an object find no row to lock: without more, two of them both saw
+    "nothing applied yet", both made a document, and the later commit overwrote the row
+    (two live documents, or one left behind by a `deleted`). So the transaction first takes
+    an advisory lock on the object's key; the row is read after it, seeing every event that
+    committed before."""
+    key = f"storage_object:{tenancy.current_org(session)}/{event.bucket}/{event.name}"
+    session.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(key, 0))))
     return session.scalars(
         tenancy.scoped_select(
             session,
@@ -132,8 +154,7 @@ def _lock_object(session: Session, event: ObjectEvent) -> StorageObject | None:
 def _record(
     session: Session, event: ObjectEvent, *, deleted: bool, document_id: uuid.UUID | None
 ) -> None:
-    """Insert or move the object's row to `event.generation` (concurrent first events of one
-    object: the loser of the insert finds the row and is applied after it, in order)."""
+    """Insert or move the object's row to `event.generation` (under `_lock_object`)."""
     values = {
         "generation": event.generation,
         "deleted": deleted,

@@ -51,6 +51,7 @@ class Limits:
 
     max_bytes: int = 32 * MiB  # the file
     max_markup_bytes: int = 5 * MiB  # HTML: the lxml tree takes many times the input
+    max_markup_depth: int = 4096  # HTML: lexbor's parse is quadratic in the nesting depth
     max_chars: int = 4 * MiB  # extracted text (the default per-document text cap is 4 MiB)
     max_pages: int = 2000  # pages in a PDF
     max_pages_per_call: int = 200  # pages extracted by one call: split larger PDFs into ranges
@@ -163,10 +164,11 @@ _PLACEHOLDER_TITLES = frozenset({"untitled", "untitled document", "no title", "t
 
 
 def clean_title(title: object) -> str | None:
-    """One line, at most MAX_TITLE characters; None for nothing or a tool's placeholder."""
+    """One line without control characters, at most MAX_TITLE characters; None for nothing
+    or a tool's placeholder."""
     if not isinstance(title, str):
         return None
-    title = " ".join(title.replace("\x00", " ").split())[:MAX_TITLE].strip()
+    title = " ".join(title.replace("\x00", " ").translate(_DROP).split())[:MAX_TITLE].strip()
     return None if title.casefold() in _PLACEHOLDER_TITLES else title or None
 
 

@@ -90,11 +90,45 @@ _META_CHARSET_RE = re.compile(
     rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?([A-Za-z0-9_.:-]{1,40})", re.I
 )
 _CHECK_EVERY = 4096  # nodes between deadline checks
+# A start or end tag; possessive quantifiers and `[^<>]` keep the scan linear on any input.
+_TAG_RE = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*+)[^<>]*+>")
+# Tags that open no nesting level: void elements, and elements a sibling of the same kind
+# closes implicitly (`<p>a<p>b`, `<li>`, table cells and rows).
+_FLAT_TAGS = frozenset(
+    {
+        *("area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta"),
+        *("param", "source", "track", "wbr", "p", "li", "dt", "dd", "option", "optgroup"),
+        *("tr", "td", "th", "thead", "tbody", "tfoot", "colgroup", "caption", "rb", "rt"),
+        "rp",
+    }
+)
 
 
 def _meta_charset(data: bytes) -> str | None:
     match = _META_CHARSET_RE.search(data[:2048])
     return match.group(1).decode("ascii") if match else None
+
+
+def _check_depth(html: str, limits: Limits) -> None:
+    """Refuse markup nested deeper than `max_markup_depth` before lexbor parses it: each
+    block element opened (`<div>`, `<ul>`) makes the parser scan its stack of open elements,
+    so 1 MiB of `<div>`s took minutes, inside one call no deadline can interrupt. The depth
+    is estimated from the tags (script text included: an over-estimate, never an under)."""
+    depth = 0
+    for match in _TAG_RE.finditer(html):
+        closing, name = match.group(1), match.group(2).lower()
+        if name in _FLAT_TAGS or match.group(0).endswith("/>"):
+            continue
+        if closing:
+            depth = max(0, depth - 1)
+            continue
+        depth += 1
+        if depth > limits.max_markup_depth:
+            raise fail(
+                Reason.TOO_LARGE,
+                f"the HTML nests elements deeper than {limits.max_markup_depth} levels",
+                max_markup_depth=limits.max_markup_depth,
+            )
 
 
 def _hidden(attributes: dict[str, str | None]) -> bool:
@@ -223,7 +257,9 @@ def extract_html(
     from selectolax.lexbor import LexborHTMLParser
 
     # Decoded here: BOM, then the Content-Type charset, then <meta charset>, UTF-8, cp1252.
-    tree = LexborHTMLParser(decode(data, charset or _meta_charset(data)))
+    html = decode(data, charset or _meta_charset(data))
+    _check_depth(html, limits)
+    tree = LexborHTMLParser(html)
     title_node = tree.css_first("title")
     title = clean_title(title_node.text(deep=True) if title_node is not None else None)
     deadline.check("parsed")
