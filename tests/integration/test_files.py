@@ -217,3 +217,10 @@ def test_a_declared_oversized_file_is_refused_before_reading(
     )
     assert json_resp.status_code == 413
     assert "details" not in json_resp.json["error"]  # JSON is not a file: no upload hint
+
+
+def test_an_acl_query_longer_than_a_request_line_allows_is_a_422(tenant: Tenant) -> None:
+    long_acl = ",".join(f"group:g{i:04d}" for i in range(200))  # 2 199 characters
+    resp = post(tenant, b"# Notes\n\nshort", "text/markdown", f"?acl={long_acl}")
+    assert resp.status_code == 422, resp.json
+    assert "PATCH" in resp.json["error"]["message"]

@@ -41,6 +41,8 @@ _PRINCIPAL = re.compile(
     r"|group:[A-Za-z0-9._:@/+-]{1,128}"
 )
 MAX_ACL = 100
+#: Longest `?acl=` (a query string stays well under servers' request-line limits).
+MAX_ACL_QUERY = 2000
 
 
 def check_acl(acl: list[str] | None) -> list[str] | None:
@@ -60,6 +62,10 @@ def parse_acl(text: str | None) -> list[str] | None:
     """`?acl=group:hr,user:<id>` of a raw or file upload; None when absent."""
     if text is None:
         return None
+    if len(text) > MAX_ACL_QUERY:
+        raise ValidationError(
+            f"?acl= is longer than {MAX_ACL_QUERY} characters: send a JSON body or PATCH the ACL"
+        )
     try:
         return check_acl([p for p in text.split(",") if p.strip()])
     except ValueError as exc:
