@@ -467,6 +467,15 @@ class EmbeddingSpace(Base):
     created_at: Mapped[datetime] = _now()
     activated_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     retired_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    #: Reconcile's watch of a shadow build (migration 0009): the vectors it lacked when
+    #: last seen to change and when; stalled past RECONCILE_STALL_S, its missing batches are
+    #: re-enqueued, at most RECONCILE_MAX_REQUEUES times.
+    watched_missing: Mapped[int | None] = mapped_column(sa.Integer)
+    watched_at: Mapped[datetime | None] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now()
+    )
+    requeues: Mapped[int] = mapped_column(sa.Integer, nullable=False, server_default=sa.text("0"))
+    requeued_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 def _vector_table(dim: int) -> sa.Table:

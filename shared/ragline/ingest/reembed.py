@@ -28,7 +28,7 @@ class Build:
     estimate: dict[str, Any] = field(default_factory=dict)
 
 
-def _enqueue(org_id: uuid.UUID, space_id: uuid.UUID, work: list[tuple[uuid.UUID, int]]) -> int:
+def enqueue(org_id: uuid.UUID, space_id: uuid.UUID, work: list[tuple[uuid.UUID, int]]) -> int:
     """One embed task per (document, batch) lacking vectors in the space. Names are fresh
     per call (a resumed build re-enqueues; Cloud Tasks refuses a name reused within the
     hour) and the tasks idempotent, so enqueuing work already queued is harmless."""
@@ -58,7 +58,7 @@ def start(org_id: uuid.UUID, provider: str, model: str, dimension: int | None = 
     with tenancy.tenant_session(org_id) as session:
         space, created = spaces.start_shadow(session, provider, model, dimension)
         estimate = dict(spaces.progress(session, space)["estimate"])
-    tasks = _enqueue(org_id, space.id, _work(org_id, space))
+    tasks = enqueue(org_id, space.id, _work(org_id, space))
     log(
         "INFO",
         "re-embed started" if created else "re-embed resumed",
@@ -81,7 +81,7 @@ def resume(org_id: uuid.UUID) -> Build:
             spaces.clear_failures(session, shadow[0].id)
     if not shadow:
         raise EmbeddingSpaceError("no shadow build to resume")
-    return Build(shadow[0], False, _enqueue(org_id, shadow[0].id, _work(org_id, shadow[0])))
+    return Build(shadow[0], False, enqueue(org_id, shadow[0].id, _work(org_id, shadow[0])))
 
 
 def status(org_id: uuid.UUID) -> list[dict[str, Any]]:
@@ -99,7 +99,7 @@ def status(org_id: uuid.UUID) -> list[dict[str, Any]]:
 def _switched(org_id: uuid.UUID, switch: spaces.Switch, event: str) -> spaces.Switch:
     if switch.missing:
         # Forced: fill the gap of the space now searched, in the background.
-        _enqueue(org_id, switch.active.id, _work(org_id, switch.active))
+        enqueue(org_id, switch.active.id, _work(org_id, switch.active))
     log(
         "INFO",
         event,
