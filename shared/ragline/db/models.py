@@ -338,6 +338,23 @@ class RateLimitBucket(Base):
     updated_at: Mapped[datetime] = _now()
 
 
+class QueryLog(Base):
+    """Recent search queries of an org, text only (issue 17: `ragline embeddings compare`
+    without a questions file): a ring of at most QUERY_LOG_SIZE slots per org, each search
+    overwriting a random one, so the table stays bounded with one upsert and no read;
+    retention purges entries older than `query_log_days`."""
+
+    __tablename__ = "query_log"
+    __table_args__ = (sa.Index("ix_query_log_created_at", "created_at"),)
+
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("org.id", ondelete="CASCADE"), primary_key=True
+    )
+    slot: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    query: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
 class StageLease(Base):
     """A slot of an org's fair share of a pipeline stage (`ragline.guardrails.fairshare`):
     held while a task of that org runs the stage, released at the end, expired if its worker
