@@ -17,16 +17,19 @@ locals {
     chunk     = { public = false, next = ["embed"], embeds = false, memory = "512M", timeout_seconds = 300 }
     documents = { public = true, next = ["chunk", "embed", "finalize", "parse"], embeds = false, memory = "512M", timeout_seconds = 60 }
     embed     = { public = false, next = ["finalize"], embeds = true, memory = "1Gi", timeout_seconds = 540 }
-    finalize  = { public = false, next = [], embeds = false, memory = "512M", timeout_seconds = 300 }
-    health    = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 30 }
-    ingest    = { public = true, next = ["chunk", "embed", "finalize", "parse"], embeds = false, memory = "512M", timeout_seconds = 120 }
-    on_upload = { public = false, next = ["parse"], embeds = false, memory = "512M", timeout_seconds = 60 }
-    parse     = { public = false, next = ["chunk"], embeds = false, memory = "512M", timeout_seconds = 300 }
-    reconcile = { public = false, next = ["chunk", "embed", "finalize", "parse"], embeds = false, memory = "512M", timeout_seconds = 300 }
-    retention = { public = false, next = [], embeds = false, memory = "512M", timeout_seconds = 540 }
-    runs      = { public = true, next = [], embeds = false, memory = "512M", timeout_seconds = 60 }
-    search    = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 60 }
-    uploads   = { public = true, next = [], embeds = false, memory = "512M", timeout_seconds = 60 }
+    # Admin API of embedding spaces (issue 17): enqueues shadow-build batches to embed, and
+    # loads the new model once to check its dimension.
+    embeddings = { public = true, next = ["embed"], embeds = true, memory = "1Gi", timeout_seconds = 120 }
+    finalize   = { public = false, next = [], embeds = false, memory = "512M", timeout_seconds = 300 }
+    health     = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 30 }
+    ingest     = { public = true, next = ["chunk", "embed", "finalize", "parse"], embeds = false, memory = "512M", timeout_seconds = 120 }
+    on_upload  = { public = false, next = ["parse"], embeds = false, memory = "512M", timeout_seconds = 60 }
+    parse      = { public = false, next = ["chunk"], embeds = false, memory = "512M", timeout_seconds = 300 }
+    reconcile  = { public = false, next = ["chunk", "embed", "finalize", "parse"], embeds = false, memory = "512M", timeout_seconds = 300 }
+    retention  = { public = false, next = [], embeds = false, memory = "512M", timeout_seconds = 540 }
+    runs       = { public = true, next = [], embeds = false, memory = "512M", timeout_seconds = 60 }
+    search     = { public = true, next = [], embeds = true, memory = "512M", timeout_seconds = 60 }
+    uploads    = { public = true, next = [], embeds = false, memory = "512M", timeout_seconds = 60 }
   }
 
   # Pipeline stages reached through Cloud Tasks, as ragline.ingest.queues.STAGES.

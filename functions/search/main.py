@@ -11,5 +11,5 @@ from ragline.api import Context, Reply, endpoint, json_body
 def search(req: Request, ctx: Context) -> Reply:
     from ragline.retrieval import search as retrieval
 
-    result = retrieval.search(ctx.session, json_body(req, retrieval.SearchRequest))
+    result = retrieval.search_logged(ctx.session, json_body(req, retrieval.SearchRequest))
     return Reply(result.as_dict())

@@ -20,6 +20,7 @@ from ragline.db import orgs, tenancy
 from ragline.db.models import VECTOR_TABLES, Chunk, Document, EmbeddingSpace, Org
 from ragline.guardrails import fairshare
 from ragline.ingest import documents, ingestion, pipeline, queues, reembed
+from ragline.ops import reconcile
 from ragline.ops.retention import run_retention
 from ragline.retrieval import search, spaces
 
@@ -391,3 +392,69 @@ def test_the_hnsw_plan_reads_the_active_space(
     # Hybrid asks for 50 candidates, more than this org has: the exact scan completes it.
     hybrid = find(org, "keel rudder sailing", "hybrid")
     assert hybrid.plan["vector"] == "exact-fallback" and titles(hybrid)[0] == "sailing"
+
+
+def _age_watch(space_id: uuid.UUID, seconds: int = 3600) -> None:
+    """What time does to a build whose tasks were lost: no progress since the last look."""
+    with db.owner_session() as s:
+        s.execute(
+            sa.update(EmbeddingSpace)
+            .where(EmbeddingSpace.id == space_id)
+            .values(
+                watched_at=sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, seconds),
+                requeued_at=sa.case(
+                    (
+                        EmbeddingSpace.requeued_at.is_not(None),
+                        sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, seconds),
+                    )
+                ),
+            )
+        )
+
+
+def test_reconcile_restarts_a_stalled_build_and_reports_it_when_requeues_are_spent(
+    hashing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = org_with_docs()
+    space = shadow_only(org)  # a build whose tasks were all lost
+    chunks = counts(org)[0]
+    seen = reconcile.run_reconcile(org=org, stall_s=60, max_requeues=1)
+    assert seen.ok and seen.builds == []  # first look: noted, not stalled yet
+    assert reconcile.run_reconcile(org=org, stall_s=60, max_requeues=1).builds == []
+    _age_watch(space.id)
+    lost: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        queues, "enqueue", lambda stage, payload, name, delay_s=0: lost.append(payload)
+    )
+    dry = reconcile.run_reconcile(org=org, stall_s=60, max_requeues=1, dry_run=True)
+    assert [b.action for b in dry.builds] == ["requeued"] and lost == []
+    (build,) = reconcile.run_reconcile(org=org, stall_s=60, max_requeues=1).builds
+    assert (build.action, build.space_id, build.missing) == ("requeued", space.id, chunks)
+    assert build.tasks == len(lost) > 0 and {p["space"] for p in lost} == {str(space.id)}
+    assert reconcile.run_reconcile(org=org, stall_s=60, max_requeues=1).builds == []
+    _age_watch(space.id)  # the re-enqueued tasks were lost too
+    (spent,) = reconcile.run_reconcile(org=org, stall_s=60, max_requeues=1).builds
+    assert (spent.action, spent.tasks) == ("stalled", 0)
+    (shadow,) = [p for p in reembed.status(org) if p["state"] == "shadow"]
+    assert shadow["failed_batches"] == 1 and shadow["last_error"].startswith("stalled")
+    _age_watch(space.id)
+    assert reconcile.run_reconcile(org=org, stall_s=60, max_requeues=1).builds == []
+    with pytest.raises(EmbeddingSpaceError):
+        reembed.cutover(org)
+    monkeypatch.undo()
+    reembed.resume(org)  # inline queue: the build completes
+    (shadow,) = [p for p in reembed.status(org) if p["state"] == "shadow"]
+    assert (shadow["missing"], shadow["failed_batches"]) == (0, 0)
+
+
+def test_reconcile_completes_a_stalled_build_through_the_queue(hashing: Any) -> None:
+    org = org_with_docs()
+    space = shadow_only(org)
+    reconcile.run_reconcile(org=org, stall_s=60)
+    _age_watch(space.id)
+    (build,) = reconcile.run_reconcile(org=org, stall_s=60).builds
+    assert build.action == "requeued" and build.tasks > 0
+    chunks = counts(org)[0]
+    assert counts(org) == (chunks, chunks, chunks)  # inline queue: every vector written
+    assert reconcile.run_reconcile(org=org, stall_s=60).builds == []
+    assert reembed.cutover(org).missing == 0

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from ragline.dev.cli import app
 
+from .helpers import client, make_tenant
 from .test_embedding_spaces import TEXTS, add_doc, make_org
 
 
@@ -77,3 +78,25 @@ def test_the_whole_lifecycle_from_the_command_line(
     assert code == 0
     states = {p["state"]: p for p in json.loads(out)}
     assert states["active"]["storage"] == "chunk" and states["retired"]["dimension"] == 256
+
+
+def test_compare_without_questions_runs_the_logged_search_queries(
+    configure: Callable[..., None],
+) -> None:
+    configure(queue_backend="inline", embedding_provider="hashing")
+    tenant = make_tenant("cli-log")
+    for title, text in TEXTS.items():
+        add_doc(tenant.org_id, title, text)
+    code, out = run("embeddings", "reembed", "--org", "cli-log", "--provider", "hashing",
+                    "--model", "hashing-v1", "--dimension", "256")  # fmt: skip
+    assert code == 0, out
+    code, out = run("embeddings", "compare", "--org", "cli-log")
+    assert code == 1 and "no logged search queries" in out
+    for query in ("keel rudder wind", "yeast dough", "keel rudder wind"):
+        resp = client("search").post("/", json={"query": query}, headers=tenant.headers)
+        assert resp.status_code == 200
+    code, out = run("embeddings", "compare", "--org", "cli-log")
+    assert code == 0, out
+    report = json.loads(out.strip().splitlines()[-1])
+    assert (report["questions"], report["labelled"]) == (2, False)
+    assert 0 <= report["overlap"] <= 1 and "mrr@10" not in report["b"]

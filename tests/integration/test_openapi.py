@@ -18,7 +18,7 @@ from referencing.jsonschema import DRAFT202012
 
 from ragline.core.config import Settings
 from ragline.db import engine as db
-from ragline.ingest import documents, upload_urls
+from ragline.ingest import documents, reembed, upload_urls
 from ragline.retrieval import answer, runs, search
 
 from .helpers import FUNCTIONS, Tenant, client, make_tenant
@@ -234,6 +234,8 @@ REQUEST_MODELS: list[tuple[str, type[pydantic.BaseModel]]] = [
     ("AnswerParams", answer.AnswerParams),
     ("NewRun", runs.NewRun),
     ("RunPatch", runs.RunPatch),
+    ("ReembedRequest", reembed.ReembedRequest),
+    ("SwitchRequest", reembed.SwitchRequest),
 ]
 
 
@@ -365,6 +367,49 @@ def test_documents_responses(
     check("documents", "delete", f"/{first}", one, expect=401)
     check("documents", "get", f"/{first}", one, tenant=tenant, expect=404)
     check.assert_covered("documents")
+
+
+def test_embeddings_responses(check: Checker, tenant: Tenant) -> None:
+    """Admin only; a build through the (inline) embed stage, cutover, rollback, 4xx JSON."""
+    admin = make_tenant("acme", scopes=("admin",))
+    ingest(tenant, "With", WITH_TEXT)
+    ingest(tenant, "Loops", LOOP_TEXT)
+    root, cut, back = "/embeddings/", "/embeddings/cutover", "/embeddings/rollback"
+    empty = check("embeddings", "get", "/", root, tenant=admin, expect=200)
+    assert empty.json == {"spaces": []}
+    check("embeddings", "get", "/", root, tenant=tenant, expect=403)  # read+write, no admin
+    check("embeddings", "get", "/", root, expect=401)
+    check("embeddings", "delete", "/", root, tenant=admin, expect=405)
+    check("embeddings", "post", "/cutover", cut, tenant=admin, expect=409)  # nothing to cut to
+    model = {"provider": "hashing", "model": "hashing-v1", "dimension": 256}
+    check("embeddings", "post", "/", root, tenant=tenant, json=model, expect=403)
+    bad = {"provider": "hashing", "model": "hashing-v1", "dimension": 512}
+    check("embeddings", "post", "/", root, tenant=admin, json=bad, expect=422)
+    nope = {**model, "provider": "nope"}
+    check("embeddings", "post", "/", root, tenant=admin, json=nope, expect=422)
+    check("embeddings", "post", "/", root, tenant=admin, json={"model": "m"}, expect=422)
+    bad_json = {"data": b"{", "content_type": "application/json"}
+    check("embeddings", "post", "/", root, tenant=admin, expect=400, **bad_json)
+    check("embeddings", "post", "/", root, tenant=admin, data="x", expect=415)
+    built = check("embeddings", "post", "/", root, tenant=admin, json=model, expect=202)
+    assert built.json["created"] and built.json["tasks"] > 0
+    assert built.json["space"]["state"] == "shadow"
+    listed = check("embeddings", "get", "/", root, tenant=admin, expect=200).json["spaces"]
+    shadow = [p for p in listed if p["state"] == "shadow"]
+    assert shadow and shadow[0]["missing"] == 0  # inline queue: the build ran after commit
+    other = {**model, "dimension": 768}
+    check("embeddings", "post", "/", root, tenant=admin, json=other, expect=409)
+    again = check("embeddings", "post", "/", root, tenant=admin, json=model, expect=202)
+    assert (again.json["created"], again.json["tasks"]) == (False, 0)
+    check("embeddings", "post", "/cutover", cut, tenant=admin, json={"x": 1}, expect=422)
+    done = check("embeddings", "post", "/cutover", cut, tenant=admin, expect=200)
+    assert done.json["active"]["dimension"] == 256 and done.json["missing"] == 0
+    found = client("search").post("/", json={"query": "with"}, headers=tenant.headers)
+    assert found.status_code == 200 and found.json["results"]
+    check("embeddings", "post", "/rollback", back, tenant=tenant, expect=403)
+    rolled = check("embeddings", "post", "/rollback", back, tenant=admin, json={}, expect=200)
+    assert rolled.json["active"]["storage"] == "chunk"
+    check.assert_covered("embeddings")
 
 
 def test_search_responses(

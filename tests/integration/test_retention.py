@@ -35,6 +35,7 @@ EXPECTED = {
     "tombstones": 1,
     "rate_limit_buckets": 1,
     "embedding_spaces": 0,
+    "query_log": 0,
 }
 
 

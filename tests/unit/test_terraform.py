@@ -27,7 +27,17 @@ MODULES = ("database", "function", "queue", "scheduler")
 
 #: The contract: one folder under functions/ and one Terraform entry per name.
 PUBLIC_FUNCTIONS = frozenset(
-    {"ingest", "documents", "search", "answer", "runs", "health", "uploads", "console"}
+    {
+        "ingest",
+        "documents",
+        "search",
+        "answer",
+        "runs",
+        "health",
+        "uploads",
+        "console",
+        "embeddings",
+    }
 )
 TASK_FUNCTIONS = frozenset({"parse", "chunk", "embed", "finalize"})
 EVENT_FUNCTIONS = frozenset({"on_upload"})
@@ -41,6 +51,7 @@ PIPELINE = ("parse", "chunk", "embed", "finalize")
 #: every stage. A stage's own queue comes on top (local.enqueue_targets).
 CHAIN = {
     "ingest": ["chunk", "embed", "finalize", "parse"],
+    "embeddings": ["embed"],
     "on_upload": ["parse"],
     "parse": ["chunk"],
     "chunk": ["embed"],

@@ -139,6 +139,15 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='USD per million tokens by "provider/model" (cost estimates of a re-embed)',
     )
+    query_log_size: int = Field(
+        default=1000,
+        ge=0,
+        le=100_000,
+        description="Search queries kept per org for `embeddings compare` (a ring; 0: none)",
+    )
+    query_log_rate: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="Fraction of searches whose query is logged"
+    )
 
     # --- reranking (off by default; a search asks for it with `rerank: true`) ---
     rerank_provider: Literal["none", "vertex", "http", "onnx"] = "none"

@@ -338,6 +338,23 @@ class RateLimitBucket(Base):
     updated_at: Mapped[datetime] = _now()
 
 
+class QueryLog(Base):
+    """Recent search queries of an org, text only (issue 17: `ragline embeddings compare`
+    without a questions file): a ring of at most QUERY_LOG_SIZE slots per org, each search
+    overwriting a random one, so the table stays bounded with one upsert and no read;
+    retention purges entries older than `query_log_days`."""
+
+    __tablename__ = "query_log"
+    __table_args__ = (sa.Index("ix_query_log_created_at", "created_at"),)
+
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("org.id", ondelete="CASCADE"), primary_key=True
+    )
+    slot: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    query: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
 class StageLease(Base):
     """A slot of an org's fair share of a pipeline stage (`ragline.guardrails.fairshare`):
     held while a task of that org runs the stage, released at the end, expired if its worker
@@ -467,6 +484,15 @@ class EmbeddingSpace(Base):
     created_at: Mapped[datetime] = _now()
     activated_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     retired_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    #: Reconcile's watch of a shadow build (migration 0009): the vectors it lacked when
+    #: last seen to change and when; stalled past RECONCILE_STALL_S, its missing batches are
+    #: re-enqueued, at most RECONCILE_MAX_REQUEUES times.
+    watched_missing: Mapped[int | None] = mapped_column(sa.Integer)
+    watched_at: Mapped[datetime | None] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now()
+    )
+    requeues: Mapped[int] = mapped_column(sa.Integer, nullable=False, server_default=sa.text("0"))
+    requeued_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 def _vector_table(dim: int) -> sa.Table:

@@ -149,18 +149,28 @@ def rollback_cmd(org: OrgOption, force: ForceOption = False) -> None:
 def compare_cmd(
     org: OrgOption,
     questions: Annotated[
-        Path, typer.Option(help='JSON lines {"question", "relevant": [titles or ids]}')
-    ],
+        Path | None,
+        typer.Option(
+            help='JSON lines {"question", "relevant": [titles or ids]} '
+            "(default: the org's recent search queries, unlabelled)"
+        ),
+    ] = None,
     k: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    recent: Annotated[int, typer.Option(min=1, max=10_000, help="logged queries to run")] = 200,
 ) -> None:
     """overlap@k of the active space and the shadow (else the last retired) on the
-    questions, and MRR/recall per space when they are labelled."""
+    questions (or the org's logged search queries), and MRR/recall per space when labelled."""
     from ragline.dev import evaluate
-    from ragline.dev.spaces_compare import compare
+    from ragline.dev.spaces_compare import compare, logged_questions
 
     try:
-        labelled = evaluate.load_questions(questions)
-        report = compare(_org(org), labelled, k=k)
+        org_id = _org(org)
+        asked = (
+            evaluate.load_questions(questions)
+            if questions is not None
+            else logged_questions(org_id, recent)
+        )
+        report = compare(org_id, asked, k=k)
     except (OSError, ValueError) as exc:
         _fail(str(exc))
         return
@@ -169,6 +179,9 @@ def compare_cmd(
         return
     for name in ("a", "b"):
         side = report[name]
+        if not report["labelled"]:
+            typer.echo(f"{side['state']:<8} {side['model']}")
+            continue
         line = f"{side['state']:<8} {side['model']}: mrr@10 {side['mrr@10']}"
         line += f", recall@10 {side['recall@10']}, p50 {side['p50_ms']} ms"
         typer.echo(line)

@@ -1,5 +1,6 @@
 """Compare two embedding spaces of an org on questions before a cutover (issue 17):
-overlap@k of their vector results and, with labels, MRR/recall of each."""
+overlap@k of their vector results and, with labels, MRR/recall of each. Without a file, the
+org's recent search queries (the query log, unlabelled: overlap only)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ from typing import Any
 from ragline.core.errors import EmbeddingSpaceError
 from ragline.db import tenancy
 from ragline.dev import evaluate
-from ragline.retrieval import search, spaces
+from ragline.retrieval import querylog, search, spaces
+
+
+def logged_questions(org_id: uuid.UUID, limit: int = 200) -> list[evaluate.Question]:
+    """The org's recent search queries as unlabelled questions (newest first)."""
+    with tenancy.tenant_session(org_id) as session:
+        texts = querylog.recent(session, limit)
+    if not texts:
+        raise EmbeddingSpaceError(
+            "no logged search queries for this org yet: pass --questions FILE"
+        )
+    return [evaluate.Question(text, ()) for text in texts]
 
 
 def _pair(org_id: uuid.UUID) -> tuple[spaces.Space, spaces.Space]:
@@ -61,17 +73,19 @@ def compare(
         "k": k,
         "overlap": round(statistics.fmean(overlaps), 4) if overlaps else None,
     }
+    labelled = any(q.relevant for q in questions)
+    report["labelled"] = labelled
     for name, space in (("a", a), ("b", b)):
         run = runs[name]
+        about = {"space_id": str(space.id), "state": space.state}
+        about["model"] = f"{space.provider}/{space.model}"
+        if not labelled:  # logged queries: nothing to score, overlap says it
+            report[name] = about
+            continue
 
         def docs(org: uuid.UUID, query: str, mode: str, run: Run = run) -> list[tuple[str, str]]:
             return [(str(h.document_id), h.title) for h in run(org, query)]
 
         (ev,) = evaluate.evaluate(org_id, questions, ["vector"], docs)
-        report[name] = {
-            "space_id": str(space.id),
-            "state": space.state,
-            "model": f"{space.provider}/{space.model}",
-            **ev.as_dict(),
-        }
+        report[name] = {**about, **ev.as_dict()}
     return report

@@ -14,6 +14,11 @@ batch, the ready transition); reconcile never moves it (it records `requeued_at`
   re-enqueued only after BACKLOG_FACTOR times RECONCILE_STALL_S (its tasks may have been lost
   while others' were not), and fails only after RECONCILE_FAIL_AFTER_S without progress.
 
+A shadow embedding build (issue 17) is watched the same way: when the vectors it lacks have
+not changed for the same idle bound, its missing batches (at most BATCH) are re-enqueued, at
+most RECONCILE_MAX_REQUEUES times; then the stall is recorded on the space (`ragline
+embeddings status` shows it, cutover refuses) for `reembed --resume`.
+
 Like retention, the org list needs the `ragline_ops` role; each org is then handled in its
 own tenant transaction, so row-level security applies.
 """
@@ -35,8 +40,9 @@ from ragline.core.logs import log
 from ragline.db import engine as db
 from ragline.db import tenancy
 from ragline.db.models import Document
-from ragline.ingest import pipeline
+from ragline.ingest import pipeline, reembed
 from ragline.ops.status import list_orgs
+from ragline.retrieval import spaces
 
 #: Stalled documents handled per org and run (the next run takes the rest).
 BATCH = 500
@@ -68,11 +74,29 @@ class Action:
 
 
 @dataclass
+class BuildAction:
+    """A stalled shadow build: re-enqueued (`tasks` batches) or reported as stalled."""
+
+    org_id: uuid.UUID
+    space_id: uuid.UUID
+    missing: int
+    stalled_s: float
+    action: str  # "requeued" | "stalled"
+    tasks: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["org_id"], out["space_id"] = str(self.org_id), str(self.space_id)
+        return out
+
+
+@dataclass
 class ReconcileReport:
     dry_run: bool
     stall_s: float
     max_requeues: int
     actions: list[Action] = field(default_factory=list)
+    builds: list[BuildAction] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     pipeline_moving: bool = False
@@ -90,6 +114,7 @@ class ReconcileReport:
             "requeued": sum(a.action == "requeued" for a in self.actions),
             "failed": sum(a.action == "failed" for a in self.actions),
             "actions": [a.to_dict() for a in self.actions],
+            "builds": [b.to_dict() for b in self.builds],
             "errors": self.errors,
             "seconds": round(self.seconds, 3),
         }
@@ -207,6 +232,43 @@ def reconcile_org(org_id: uuid.UUID, *, dry_run: bool, bounds: Bounds) -> list[A
     return actions
 
 
+def reconcile_build(org_id: uuid.UUID, *, dry_run: bool, bounds: Bounds) -> BuildAction | None:
+    """Restart the org's shadow build if it stalled (one transaction; enqueues after commit)."""
+    with tenancy.tenant_session(org_id) as session:
+        stall = spaces.watch_build(
+            session,
+            idle_s=bounds.idle_s,
+            max_requeues=bounds.max_requeues,
+            batch_size=get_settings().embed_batch_chunks,
+            limit=BATCH,
+            dry_run=dry_run,
+        )
+    if stall is None:
+        return None
+    action = BuildAction(
+        org_id,
+        stall.space.id,
+        stall.missing,
+        round(stall.idle_s, 1),
+        "requeued" if stall.work else "stalled",
+        len(stall.work),
+    )
+    if not dry_run and stall.work:
+        reembed.enqueue(org_id, stall.space.id, stall.work)
+    log(
+        "ERROR" if action.action == "stalled" else "WARNING",
+        f"reconcile: re-embed build {action.action}",
+        event="reembed_build_" + action.action,
+        org_id=org_id,
+        space_id=stall.space.id,
+        missing=stall.missing,
+        stalled_s=action.stalled_s,
+        tasks=action.tasks,
+        dry_run=dry_run,
+    )
+    return action
+
+
 def run_reconcile(
     *,
     dry_run: bool = False,
@@ -248,6 +310,9 @@ def run_reconcile(
     for info in orgs:
         try:
             report.actions += reconcile_org(info.id, dry_run=dry_run, bounds=bounds)
+            build = reconcile_build(info.id, dry_run=dry_run, bounds=bounds)
+            if build is not None:
+                report.builds.append(build)
         except Exception as exc:  # one org's trouble must not stop the others
             report.errors[str(info.id)] = f"{type(exc).__name__}: {exc}"[:500]
     report.seconds = time.monotonic() - started

@@ -15,6 +15,8 @@ Policies, each overridable per org with `org.settings["retention"]` (see docs/op
 - `embedding_spaces`: embedding spaces retired more than `embedding_space_days` (7) days ago
   are purged, their vectors first (issue 17; until then `ragline embeddings rollback` can
   bring one back).
+- `query_log`: logged search queries older than `query_log_days` (30) days are deleted (the
+  log is also bounded per org by QUERY_LOG_SIZE; issue 17).
 
 Org ids and settings are listed with the owner session (`org` has RLS for the runtime role and
 no cross-org reader); every delete runs in `tenant_session(org_id)` as the runtime role, so
@@ -46,7 +48,7 @@ from ragline.core.errors import RaglineError, ValidationError
 from ragline.core.logs import log
 from ragline.db import engine as db
 from ragline.db import tenancy
-from ragline.db.models import Chunk, Document, IdempotencyKey, RateLimitBucket, Run
+from ragline.db.models import Chunk, Document, IdempotencyKey, QueryLog, RateLimitBucket, Run
 from ragline.ops.status import OrgInfo, list_orgs
 from ragline.retrieval import spaces
 
@@ -59,6 +61,7 @@ POLICIES: tuple[str, ...] = (
     "tombstones",
     "rate_limit_buckets",
     "embedding_spaces",
+    "query_log",
 )
 RUN_KIND = "retention"
 _EMPTY_LIST = sa.cast(sa.literal("[]"), JSONB)
@@ -78,6 +81,7 @@ class RetentionPolicies(BaseModel):
     tombstone_hours: int = Field(default=0, ge=0)
     rate_limit_days: int = Field(default=1, ge=1)
     embedding_space_days: int = Field(default=7, ge=0)
+    query_log_days: int = Field(default=30, ge=1)
 
 
 class RetentionRequest(BaseModel):
@@ -164,6 +168,7 @@ class Cutoffs:
     tombstones: datetime
     rate_limit_buckets: datetime
     embedding_spaces: datetime
+    query_log: datetime
 
 
 def policies_for(org_settings: Mapping[str, Any]) -> RetentionPolicies:
@@ -185,6 +190,7 @@ def cutoffs(policies: RetentionPolicies, now: datetime) -> Cutoffs:
         tombstones=now - timedelta(hours=policies.tombstone_hours),
         rate_limit_buckets=now - timedelta(days=policies.rate_limit_days),
         embedding_spaces=now - timedelta(days=policies.embedding_space_days),
+        query_log=now - timedelta(days=policies.query_log_days),
     )
 
 
@@ -233,6 +239,10 @@ def candidates(
         ).with_only_columns(
             RateLimitBucket.org_id, RateLimitBucket.caller_id, RateLimitBucket.bucket
         )
+    if policy == "query_log":
+        return tenancy.scoped_select(
+            session, QueryLog, QueryLog.created_at < cut.query_log
+        ).with_only_columns(QueryLog.org_id, QueryLog.slot)
     raise ValueError(f"unknown retention policy {policy!r}")
 
 
@@ -288,6 +298,9 @@ def apply_batch(
         stmt = tenancy.scoped_delete(session, Chunk, Chunk.id.in_(keys))
     elif policy == "tombstones":
         stmt = tenancy.scoped_delete(session, Document, Document.id.in_(keys))
+    elif policy == "query_log":
+        slots = sa.tuple_(QueryLog.org_id, QueryLog.slot)
+        stmt = tenancy.scoped_delete(session, QueryLog, slots.in_(keys))
     else:
         columns = sa.tuple_(
             RateLimitBucket.org_id, RateLimitBucket.caller_id, RateLimitBucket.bucket

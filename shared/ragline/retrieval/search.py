@@ -565,3 +565,13 @@ def search(
     if req.mode != "text" and str(plan.get("vector", "")).startswith("hnsw"):
         complete = len(vec) >= depth
     return SearchResult(hits, complete, (time.monotonic() - started) * 1000, plan)
+
+
+def search_logged(session: Session, req: SearchRequest) -> SearchResult:
+    """`search` for the search endpoint: the query text also goes to the org's query log
+    (one upsert in the same transaction, sampled; `ragline.retrieval.querylog`)."""
+    from ragline.retrieval import querylog
+
+    result = search(session, req)
+    querylog.record(session, req.query)
+    return result

@@ -444,12 +444,85 @@ def record_failure(session: Session, space_id: uuid.UUID, error: str) -> None:
 
 
 def clear_failures(session: Session, space_id: uuid.UUID) -> None:
-    """Forget the failed batches (a resume enqueues them again)."""
+    """Forget the failed batches and reconcile's re-enqueues (a resume enqueues them again)."""
     session.execute(
         tenancy.scoped_update(session, EmbeddingSpace, EmbeddingSpace.id == space_id).values(
-            failed_batches=0, last_error=None
+            failed_batches=0,
+            last_error=None,
+            requeues=0,
+            requeued_at=None,
+            watched_at=sa.func.now(),
         )
     )
+
+
+@dataclass(frozen=True)
+class Stall:
+    """A stalled shadow build as reconcile found it: the work to re-enqueue (empty when its
+    re-enqueues are spent and it was reported instead)."""
+
+    space: Space
+    missing: int
+    idle_s: float
+    work: list[tuple[uuid.UUID, int]]
+    requeues: int
+
+
+STALLED = "stalled"
+
+
+def _age(column: Any) -> Any:
+    return sa.extract("epoch", sa.func.now() - column)
+
+
+def watch_build(
+    session: Session,
+    *,
+    idle_s: float,
+    max_requeues: int,
+    batch_size: int,
+    limit: int,
+    dry_run: bool = False,
+) -> Stall | None:
+    """Reconcile's look at the org's shadow build (issue 17): a build whose missing count has
+    not moved for `idle_s` (nor been re-enqueued within it) lost its tasks; its missing
+    batches (at most `limit`) are returned to re-enqueue, at most `max_requeues` times, then
+    the stall is recorded on the space (status shows it, cutover refuses) and left to
+    `reembed --resume`. A build that moved is only noted. Locked rows are skipped."""
+    found = session.execute(
+        tenancy.scoped_select(session, EmbeddingSpace, EmbeddingSpace.state == SpaceState.SHADOW)
+        .add_columns(
+            _age(EmbeddingSpace.watched_at).label("watched_s"),
+            _age(EmbeddingSpace.requeued_at).label("requeued_s"),
+        )
+        .with_for_update(skip_locked=True, of=EmbeddingSpace)
+    ).first()
+    if found is None:
+        return None
+    row, watched_s, requeued_s = found
+    space = _of(row)
+    gap = missing_count(session, space)
+    if gap != row.watched_missing or not gap:
+        if not dry_run:
+            row.watched_missing, row.watched_at = gap, sa.func.now()
+        return None
+    idle = float(watched_s or 0.0)
+    if idle < idle_s or (requeued_s is not None and float(requeued_s) < idle_s):
+        return None
+    if row.requeues >= max_requeues:
+        if (row.last_error or "").startswith(STALLED):
+            return None  # reported already
+        if not dry_run:
+            row.failed_batches += 1
+            row.last_error = (
+                f"{STALLED}: {gap} vectors missing, no progress for {idle:.0f}s after "
+                f"{row.requeues} re-enqueues (reembed --resume)"
+            )
+        return Stall(space, gap, idle, [], row.requeues)
+    work = missing_batches(session, space, batch_size)[:limit]
+    if not dry_run:
+        row.requeues, row.requeued_at = row.requeues + 1, sa.func.now()
+    return Stall(space, gap, idle, work, row.requeues)
 
 
 def progress(session: Session, space: Space) -> dict[str, Any]:
