@@ -83,7 +83,7 @@ def test_the_whole_lifecycle_from_the_command_line(
 def test_compare_without_questions_runs_the_logged_search_queries(
     configure: Callable[..., None],
 ) -> None:
-    configure(queue_backend="inline", embedding_provider="hashing")
+    configure(queue_backend="inline", embedding_provider="hashing", query_log_rate="1")
     tenant = make_tenant("cli-log")
     for title, text in TEXTS.items():
         add_doc(tenant.org_id, title, text)

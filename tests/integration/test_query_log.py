@@ -31,7 +31,7 @@ def _rows(org_id: uuid.UUID) -> list[str]:
 def test_searches_are_logged_bounded_per_org_and_isolated(
     offline_pipeline: Callable[..., None],
 ) -> None:
-    offline_pipeline(query_log_size="4")
+    offline_pipeline(query_log_size="4", query_log_rate="1")
     acme, other = make_tenant("ql-acme"), make_tenant("ql-other")
     for i in range(30):
         _search(acme, f"question {i}")

@@ -146,7 +146,10 @@ class Settings(BaseSettings):
         description="Search queries kept per org for `embeddings compare` (a ring; 0: none)",
     )
     query_log_rate: float = Field(
-        default=1.0, ge=0.0, le=1.0, description="Fraction of searches whose query is logged"
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of searches whose query is logged (a write in their transaction)",
     )
 
     # --- reranking (off by default; a search asks for it with `rerank: true`) ---
