@@ -18,6 +18,11 @@ text), bulk-loaded with COPY. Per org, planned queries (perturbed members) run:
 `--scaling` adds: vector-search p95 of a mid-size org when the table holds 10 000 and 100 000
 chunks in total (1 000 000 with `--scaling-totals`).
 
+`--acl` adds one more org of `--acl-org` (100 000) chunks whose documents all carry an ACL,
+searched by end users who may see 10, 1 000 and every chunk of it (issue 18): recall@10
+against the exact top-10 among the chunks they may see, p95, and the plain reference with the
+ACL as a filter (`acl && principals`).
+
     .venv/bin/python bench/search.py [--sizes 10,100,1000] [--queries 30] [--no-peer]
 """
 
@@ -48,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import exit_on_sigterm, record, scratch_database, summary_ms
 from synthetic import (
+    CHUNKS_PER_DOC,
     Corpus,
     OrgData,
     PlannedEmbedder,
@@ -107,10 +113,12 @@ def run_library(
     embedder: PlannedEmbedder,
     warmup: int = 2,
     plain: PlainReference | None = None,
+    principals: frozenset[str] | None = None,
 ) -> dict[str, Any]:
-    """`search()` through a tenant session per query, as a function would call it. With
-    `plain`, the reference query runs right after each search (same query, same moment, so
-    both see the same load on shared cores); its stats go under "plain"."""
+    """`search()` through a tenant session per query, as a function would call it (as an end
+    user with `principals`). With `plain`, the reference query runs right after each search
+    (same query, same moment, so both see the same load on shared cores); its stats go under
+    "plain"."""
     from ragline.db import tenancy
     from ragline.retrieval import search
 
@@ -123,7 +131,7 @@ def run_library(
         embedder.plan(queries.vectors[j])
         req = search.SearchRequest(query=queries.texts[j], top_k=TOP_K, mode=mode)
         started = time.perf_counter()
-        with tenancy.tenant_session(org.org_id, engine=engine) as session:
+        with tenancy.tenant_session(org.org_id, engine=engine, principals=principals) as session:
             result = search.search(session, req, embedder=embedder)
         elapsed = (time.perf_counter() - started) * 1000
         if i < 0:
@@ -149,14 +157,20 @@ class PlainReference:
     """The hand-tuned plain pgvector reference on the same table and queries: btree on
     org_id, HNSW with `hnsw.iterative_scan = relaxed_order`, ef_search 200 (session
     settings), the planner free to choose per query; one autocommit statement per query as
-    the owner (no tenant transaction, no RLS, no join)."""
+    the owner (no tenant transaction, no RLS, no join). With `principals`, the ACL is one
+    more filter: `acl && principals`."""
 
     STMT = sa.text(
         "SELECT id FROM chunk WHERE org_id = :org "
         "ORDER BY embedding <=> CAST(:vector AS vector) LIMIT :k"
     )
+    ACL_STMT = sa.text(
+        "SELECT id FROM chunk WHERE org_id = :org AND acl && CAST(:principals AS text[]) "
+        "ORDER BY embedding <=> CAST(:vector AS vector) LIMIT :k"
+    )
 
-    def __init__(self, owner: Engine) -> None:
+    def __init__(self, owner: Engine, principals: frozenset[str] | None = None) -> None:
+        self._principals = sorted(principals) if principals is not None else None
         self._conn = owner.connect()
         self._conn.execute(sa.text("SET hnsw.iterative_scan = relaxed_order"))
         self._conn.execute(sa.text(f"SET hnsw.ef_search = {PLAIN_EF_SEARCH}"))
@@ -167,10 +181,12 @@ class PlainReference:
 
     def run(self, org: OrgData, vector: Any) -> None:
         literal = "[" + ",".join(repr(float(x)) for x in vector) + "]"
+        params: dict[str, Any] = {"org": org.org_id, "vector": literal, "k": TOP_K}
+        stmt = self.STMT
+        if self._principals is not None:
+            stmt, params["principals"] = self.ACL_STMT, self._principals
         started = time.perf_counter()
-        rows = self._auto.execute(
-            self.STMT, {"org": org.org_id, "vector": literal, "k": TOP_K}
-        ).all()
+        rows = self._auto.execute(stmt, params).all()
         self.latencies.append((time.perf_counter() - started) * 1000)
         self.found.append([str(r.id) for r in rows])
 
@@ -454,6 +470,78 @@ def run_scaling(
     return out
 
 
+# --------------------------------------------------------------------------- permissions
+
+#: Visible chunks of the ACL buckets (issue 18), inside one org of `--acl-org` chunks.
+ACL_VISIBLE = (10, 1_000, None)  # None: every chunk of the org
+ACL_MODES: tuple[Mode, ...] = ("vector", "hybrid")
+
+
+def acl_groups(full: Corpus, org: OrgData) -> dict[str, list[Any]]:
+    """Every document of `org` is in group `all`; its first documents also in `v<n>` for each
+    bucket, so the chunks a member of `v<n>` sees are rows `org.start .. + n` (queries and
+    the exact truth come from that slice, `visible_view`)."""
+    docs = sorted({int(d) for d in full.doc_of_chunk[org.rows]})
+    groups: dict[str, list[Any]] = {"all": [full.doc_ids[d] for d in docs]}
+    for visible in ACL_VISIBLE:
+        if visible is not None:
+            first = docs[: -(-visible // CHUNKS_PER_DOC)]
+            groups[f"v{visible}"] = [full.doc_ids[d] for d in first]
+    return groups
+
+
+def visible_view(org: OrgData, visible: int | None) -> OrgData:
+    return dataclasses.replace(org, size=org.size if visible is None else min(visible, org.size))
+
+
+def run_acl(
+    app: Engine,
+    owner: Engine,
+    full: Corpus,
+    org: OrgData,
+    n_queries: int,
+    seed: int,
+    embedder: PlannedEmbedder,
+) -> list[dict[str, Any]]:
+    """Searches of end users who see part of `org` (ACL buckets), as `run_library` measures
+    the org buckets; the truth is the exact top-10 among the chunks the user may see."""
+    out: list[dict[str, Any]] = []
+    for visible in ACL_VISIBLE:
+        view = visible_view(org, visible)
+        principals = frozenset({"group:all" if visible is None else f"group:v{visible}"})
+        say(f"ACL: a user who sees {view.size} of {org.size} chunks")
+        q = make_queries(full, view, n_queries, seed=seed + 2)
+        truth = [[str(full.chunk_ids[r]) for r in t] for t in exact_top_k(full, view, q.vectors)]
+        srcs = [str(full.chunk_ids[r]) for r in q.sources]
+        reference = PlainReference(owner, principals)
+        lib = {
+            mode: run_library(
+                app,
+                org,
+                q,
+                truth,
+                srcs,
+                mode,
+                embedder,
+                plain=reference if mode == "vector" else None,
+                principals=principals,
+            )
+            for mode in ACL_MODES
+        }
+        reference.close()
+        plain = lib["vector"].pop("plain")
+        entry: dict[str, Any] = {
+            "size": view.size,
+            "org_chunks": org.size,
+            "principals": sorted(principals),
+            "ragline": lib,
+            "plain": plain,
+        }
+        entry["summary"] = summary_row(entry)
+        out.append(entry)
+    return out
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -491,6 +579,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--fill-org", type=int, default=100_000)
     parser.add_argument("--maintenance-work-mem", default="1GB", help="for the index builds")
+    parser.add_argument("--acl", action="store_true", help="also the permission buckets")
+    parser.add_argument("--acl-org", type=int, default=100_000, help="chunks of the ACL org")
     args = parser.parse_args(argv)
     exit_on_sigterm()
 
@@ -509,11 +599,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         fill: list[int] = []
         while sum(sizes) + sum(fill) < args.fill_to:
             fill.append(min(args.fill_org, args.fill_to - sum(sizes) - sum(fill)))
-        if fill and not args.no_peer:
-            parser.error("--fill-to needs --no-peer (the peer would load the whole table too)")
-        full = make_corpus(sizes + fill, seed=args.seed, slug_prefix="bench", model=model)
-        # Only the orgs of --sizes are measured; fillers just make the table larger.
+        if (fill or args.acl) and not args.no_peer:
+            parser.error("--fill-to and --acl need --no-peer (the peer would load those too)")
+        extra = [args.acl_org] if args.acl else []
+        full = make_corpus(sizes + extra + fill, seed=args.seed, slug_prefix="bench", model=model)
+        # Only the orgs of --sizes are measured as orgs; the ACL org through its users;
+        # fillers just make the table larger.
         corpus = dataclasses.replace(full, orgs=full.orgs[: len(sizes)])
+        acl_org = full.orgs[len(sizes)] if args.acl else None
         pool: dict[str, Any] | None = None
         if args.vectors == "real":
             from real_vectors import load_pool
@@ -523,7 +616,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         owner = sa.create_engine(url)
         say("loading (COPY, then HNSW + GIN builds)")
         load_timings = load(
-            owner, full, progress=say, maintenance_work_mem=args.maintenance_work_mem
+            owner,
+            full,
+            progress=say,
+            maintenance_work_mem=args.maintenance_work_mem,
+            acl_groups=acl_groups(full, acl_org) if acl_org is not None else None,
         )
         app = db.build_engine(Settings(database_url=url, db_pool_size=1))
         embedder = PlannedEmbedder(model)
@@ -578,6 +675,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 peer = peer_stats(peer_raw, truth, sources)
             else:
                 notes.append(f"peer skipped: {args.peer_python} missing (make bench creates it)")
+        acl: list[dict[str, Any]] = []
+        if acl_org is not None:
+            acl = run_acl(app, owner, full, acl_org, args.queries, args.seed, embedder)
         app.dispose()
         scaling: list[dict[str, Any]] = []
         if args.scaling:
@@ -615,6 +715,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         entry["summary"] = summary_row(entry)
         orgs.append(entry)
     print_summary([o["summary"] for o in orgs])
+    if acl:
+        say(f"ACL buckets: end users of one org of {args.acl_org} chunks (org chunks = visible)")
+        print_summary([b["summary"] for b in acl])
     result: dict[str, Any] = {
         "data": {
             **corpus.describe(),
@@ -663,6 +766,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         }
     if scaling:
         result["scaling"] = scaling
+    if acl:
+        result["acl"] = acl
+        result["how"]["acl"] = (
+            "one more org of --acl-org chunks, every document with an ACL; per bucket an end "
+            "user (app.principals = one group) who sees `size` chunks; queries are perturbed "
+            "members of the visible chunks; recall@10 vs the exact top-10 among them; plain = "
+            "the reference with `AND acl && principals`, as the owner"
+        )
     if args.no_record:
         print(json.dumps(result, indent=2))
     else:

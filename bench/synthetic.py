@@ -392,10 +392,13 @@ def load(
     batch_rows: int = 20_000,
     maintenance_work_mem: str = "1GB",
     progress: Any = None,
+    acl_groups: dict[str, Sequence[uuid.UUID]] | None = None,
 ) -> dict[str, float]:
     """Bulk-load `corpus` into ragline's `org`/`document`/`chunk` as the owner (COPY BINARY),
     with the HNSW and GIN indexes dropped during the load and rebuilt after it with their
-    exact definitions from the migrations. Returns timings in seconds."""
+    exact definitions from the migrations. `acl_groups` (group name → document ids) puts
+    `group:<name>` in those documents' ACLs before their chunks arrive (the chunk trigger
+    copies it). Returns timings in seconds."""
     import time
 
     say = progress or (lambda _m: None)
@@ -421,6 +424,12 @@ def load(
             f"COPY document ({DOCUMENT_COLUMNS}) FROM STDIN WITH (FORMAT binary)",
             stream=io.BytesIO(copy_binary(_document_rows(corpus))),
         )
+        for group, ids in (acl_groups or {}).items():
+            cur.execute(
+                "UPDATE document SET acl = array_append(coalesce(acl, '{}'), %s) "
+                "WHERE id = ANY(CAST(%s AS uuid[]))",
+                (f"group:{group}", [str(i) for i in ids]),
+            )
         order = [int(i) for i in chunk_order(corpus)]
         for first in range(0, len(order), batch_rows):
             part = order[first : first + batch_rows]

@@ -84,6 +84,8 @@ MALFORMED = [
     ("generation bool", _with("data.generation", True), "generation"),
     ("generation huge", _with("data.generation", str(2**63)), "generation"),
     ("size negative", _with("data.size", -1), "size"),
+    ("metadata list", _with("data.metadata", ["ragline-acl"]), "metadata"),
+    ("metadata number", _with("data.metadata", {"ragline-acl": 7}), "metadata"),
 ]
 
 
@@ -92,6 +94,15 @@ def test_malformed_cloud_events(name: str, raw: dict[str, Any], match: str) -> N
     with pytest.raises(MalformedEventError, match=match) as caught:
         object_event(_cloud_event(raw))
     assert caught.value.code == "malformed_event"
+
+
+def test_custom_metadata_is_carried_whole() -> None:
+    """The object's custom metadata (an upload's signed `ragline-acl`, issue 18) reaches
+    `on_upload` as stored."""
+    raw = _with("data.metadata", {"ragline-acl": "group:hr", "other": "x"})
+    event = object_event(_cloud_event(raw))
+    assert event.metadata == {"ragline-acl": "group:hr", "other": "x"}
+    assert object_event(_cloud_event(_gcs())).metadata == {}
 
 
 # --------------------------------------------------------------------------- S3 notifications

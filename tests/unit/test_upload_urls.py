@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 
+import pydantic
 import pytest
 
 from ragline.core import errors
 from ragline.ingest.upload_urls import (
+    UploadRequest,
     check_content_type,
     check_filename,
     object_name,
@@ -112,3 +114,14 @@ def test_object_names_round_trip() -> None:
 def test_names_not_made_by_an_upload_url(name: str) -> None:
     with pytest.raises(errors.ValidationError):
         parse_object_name(name)
+
+
+def test_upload_acl_is_checked_like_ingest() -> None:
+    """The `acl` of an upload (issue 18) takes what `ingest` takes, normalised."""
+    body = {"filename": "a.pdf", "content_type": "application/pdf", "size": 1}
+    req = UploadRequest.model_validate({**body, "acl": ["group:hr", "group:board", "group:hr"]})
+    assert req.acl == ["group:board", "group:hr"]
+    assert UploadRequest.model_validate(body).acl is None
+    for bad in ([], ["everyone"], ["group:a,b"], ["*"]):
+        with pytest.raises(pydantic.ValidationError):
+            UploadRequest.model_validate({**body, "acl": bad})

@@ -86,6 +86,12 @@ def object_event(cloud_event: CloudEventLike) -> ObjectEvent:
         raise MalformedEventError("storage event: object name is not a valid object name")
     content_type = data.get("contentType")
     event_id = attributes.get("id")
+    metadata = data.get("metadata") or {}
+    if not isinstance(metadata, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        # Never dropped: a metadata entry lost here could be an ACL (issue 18).
+        raise MalformedEventError("storage event: metadata is not a map of strings")
     return ObjectEvent(
         kind=kind,
         bucket=_text(data, "bucket"),
@@ -94,4 +100,5 @@ def object_event(cloud_event: CloudEventLike) -> ObjectEvent:
         content_type=content_type if isinstance(content_type, str) and content_type else None,
         size=_decimal(data, "size", required=False),
         event_id=str(event_id) if event_id else None,
+        metadata=dict(metadata),
     )

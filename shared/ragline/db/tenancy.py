@@ -22,6 +22,7 @@ from ragline.db.engine import get_engine
 M = TypeVar("M")
 _ORG_KEY = "ragline.org_id"
 _USER_KEY = "ragline.user_id"
+_PRINCIPALS_KEY = "ragline.principals"
 #: `app.principals` of a caller who sees every document of the org (a server key, a stage).
 ALL_PRINCIPALS = "*"
 #: What a principal string may look like (`user:<uuid>`, `group:<name>`): never a comma (the
@@ -60,6 +61,7 @@ def bind_org(
     )
     session.info[_ORG_KEY] = org_id
     session.info[_USER_KEY] = user_id
+    session.info[_PRINCIPALS_KEY] = None if principals is None else frozenset(principals)
 
 
 @contextmanager
@@ -83,6 +85,15 @@ def current_user(session: Session) -> uuid.UUID | None:
     user = session.info.get(_USER_KEY)
     assert user is None or isinstance(user, uuid.UUID)
     return user
+
+
+def current_principals(session: Session) -> frozenset[str] | None:
+    """The principals this tenant session reads with: None when it sees every document of
+    the org (a server key, a pipeline stage), else the set `app.principals` holds."""
+    current_org(session)
+    principals = session.info.get(_PRINCIPALS_KEY)
+    assert principals is None or isinstance(principals, frozenset)
+    return principals
 
 
 def current_org(session: Session) -> uuid.UUID:

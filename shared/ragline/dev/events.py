@@ -76,6 +76,7 @@ def object_resource(obj: StoredObject) -> dict[str, Any]:
         "md5Hash": obj.md5_hash,
         "crc32c": obj.crc32c,
         "etag": obj.etag,
+        "metadata": obj.metadata,
     }
     return {k: v for k, v in resource.items() if v is not None}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 
@@ -18,3 +18,6 @@ class ObjectEvent:
     size: int | None = None
     event_id: str | None = None
     scheme: str = "gs"  # gs (Cloud Storage) or s3: the document's source_uri scheme
+    #: The object's custom metadata (Cloud Storage events carry it; S3 notifications do not):
+    #: `ragline-acl` is the ACL its upload URL signed (issue 18).
+    metadata: dict[str, str] = field(default_factory=dict)

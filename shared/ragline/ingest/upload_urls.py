@@ -6,6 +6,13 @@ API key, never from the client, so an object event names its tenant; the upload 
 every upload a new object. The URL allows one PUT with exactly the signed Content-Type and
 at most the declared size (`x-goog-content-length-range`, which Cloud Storage enforces on
 signed PUTs).
+
+An optional `acl` (the shape `ingest` takes) travels with the object as the custom metadata
+`ragline-acl` (comma-separated principals), sent as `x-goog-meta-ragline-acl`, a *signed*
+header: Cloud Storage refuses a PUT through the URL whose signed headers are missing or
+differ, and counts every `x-goog-*` header of the request in the signature, so the holder of
+the URL can neither drop the ACL, change it nor add one to a URL made without it. `on_upload`
+reads it from the object's event (`uploads.handle_event`; issue 18).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ragline.core import errors
 from ragline.core.config import Settings, get_settings
+from ragline.ingest.documents import check_acl
 
 #: Media types an upload may declare: what `ingest.extract` reads.
 ALLOWED_CONTENT_TYPES = frozenset(
@@ -36,6 +44,9 @@ MAX_FILENAME_CHARS = 200
 OBJECT_PREFIX = "orgs"
 #: Header that makes Cloud Storage refuse a signed PUT outside the byte range.
 LENGTH_RANGE_HEADER = "x-goog-content-length-range"
+#: Custom metadata key of an upload's ACL, and the signed header that sets it (issue 18).
+ACL_METADATA_KEY = "ragline-acl"
+ACL_HEADER = f"x-goog-meta-{ACL_METADATA_KEY}"
 #: Unicode categories refused in file names: controls, format characters (bidi overrides,
 #: zero-width), surrogates, private use, unassigned, line and paragraph separators.
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
@@ -89,6 +100,13 @@ class UploadRequest(BaseModel):
     filename: str = Field(min_length=1, max_length=1000)
     content_type: str = Field(min_length=1, max_length=255)
     size: int = Field(ge=1, description="Bytes the client will upload (at most)")
+    #: Who may see the document (None: the whole org), as `ingest` takes it.
+    acl: list[str] | None = None
+
+    @field_validator("acl")
+    @classmethod
+    def _acl(cls, v: list[str] | None) -> list[str] | None:
+        return check_acl(v)
 
     @field_validator("filename")
     @classmethod
@@ -170,13 +188,15 @@ def create_upload_url(
     upload_id = uuid.uuid4()
     name = object_name(org_id, upload_id, request.filename)
     headers = {"Content-Type": content_type, LENGTH_RANGE_HEADER: f"0,{request.size}"}
+    if request.acl is not None:
+        headers[ACL_HEADER] = ",".join(request.acl)
     signed_at = now or datetime.now(UTC)
     url = storage.signed_put_url(
         s.upload_bucket,
         name,
         content_type,
         s.upload_url_expires_s,
-        headers={LENGTH_RANGE_HEADER: headers[LENGTH_RANGE_HEADER]},
+        headers={k: v for k, v in headers.items() if k != "Content-Type"},
         settings=s,
     )
     expires_at = signed_at + timedelta(seconds=s.upload_url_expires_s)

@@ -12,6 +12,10 @@ An object `orgs/<org_id>/<upload_id>/<filename>` belongs to that org. Per object
 - an event for a generation already applied (a duplicate, or one that arrives after a newer
   one) changes nothing.
 
+The document's ACL is the object's `ragline-acl` custom metadata, which only the signed
+upload URL sets (`upload_urls`; issue 18); a malformed one refuses the object rather than
+ingest it for the whole org.
+
 An object of another bucket than UPLOAD_BUCKET, outside `orgs/<org_id>/` or for an unknown
 org is refused and logged, never ingested; refusals are acknowledged (a retry would not change
 them). Without UPLOAD_BUCKET no event is applied (ConfigurationError: delivered again).
@@ -34,7 +38,7 @@ from ragline.db.models import Document, DocumentStatus, Org, StorageObject
 from ragline.ingest import documents, ingestion, queues
 from ragline.ingest.documents import Ingested, insert_document, placeholder_title
 from ragline.ingest.objects import ObjectEvent
-from ragline.ingest.upload_urls import parse_object_name
+from ragline.ingest.upload_urls import ACL_METADATA_KEY, parse_object_name
 
 
 def declared_format(content_type: str | None) -> str:
@@ -78,6 +82,10 @@ def handle_event(event: ObjectEvent) -> str:
         return _refuse(event, exc.message)
     if event.generation <= 0:
         return _refuse(event, "generation must be positive")
+    try:
+        acl = documents.parse_acl(event.metadata.get(ACL_METADATA_KEY))
+    except ValidationError as exc:
+        return _refuse(event, f"{ACL_METADATA_KEY} metadata: {exc.message}")
     started: Ingested | None = None
     resume: uuid.UUID | None = None
     with tenancy.tenant_session(org) as session:
@@ -98,7 +106,7 @@ def handle_event(event: ObjectEvent) -> str:
         elif event.kind == "deleted":
             outcome = _delete(session, current, event)
         else:
-            started = _replace(session, current, event)
+            started = _replace(session, current, event, acl)
             outcome = f"ingesting generation {event.generation} as {started.document.id}"
     if started is not None and started.created:
         ingestion.start_pipeline(org, started)
@@ -190,7 +198,9 @@ def _delete_version(session: Session, doc_id: uuid.UUID) -> int:
     return gone
 
 
-def _replace(session: Session, current: StorageObject | None, event: ObjectEvent) -> Ingested:
+def _replace(
+    session: Session, current: StorageObject | None, event: ObjectEvent, acl: list[str] | None
+) -> Ingested:
     """A new generation: a pending document that replaces what the object held. A previous
     version still in the pipeline is dropped now (it will never be current); the version
     being answered from stays until the new one is ready."""
@@ -223,6 +233,7 @@ def _replace(session: Session, current: StorageObject | None, event: ObjectEvent
             "file_bytes": event.size,
             "replaces_id": answering,
             "metadata_": {"object": event.name, "bucket": event.bucket},
+            "acl": acl,
         },
         run_input={"object": event.name, "generation": event.generation, "bytes": event.size},
     )

@@ -139,6 +139,9 @@ class _Where:
     vec: str = "c.embedding"
     join: str = ""
     space: Space | None = None
+    #: The caller reads with principals (an end user, issue 18): the count and the exact scan
+    #: start from the documents it may see (`_visible_docs`), not from every chunk of the org.
+    docs: str | None = None
 
 
 def _conditions(
@@ -146,6 +149,8 @@ def _conditions(
 ) -> _Where:
     org = tenancy.current_org(session)
     parts = ["c.org_id = :org", "d.org_id = :org", "d.status = 'ready'"]
+    #: The same conditions on the document alone (alias `dv`): the visible-documents list.
+    doc_parts = ["dv.org_id = :org", "dv.status = 'ready'"]
     params: dict[str, Any] = {"org": org, "model": model_name}
     vec, join = "c.embedding", ""
     if space is None or space.legacy:
@@ -159,17 +164,23 @@ def _conditions(
     if filters:
         if filters.kind:
             parts.append("d.kind = :kind")
+            doc_parts.append("dv.kind = :kind")
             params["kind"] = filters.kind
             filtered = True
         if filters.document_ids is not None:
             parts.append("c.document_id = ANY(CAST(:document_ids AS uuid[]))")
+            doc_parts.append("dv.id = ANY(CAST(:document_ids AS uuid[]))")
             params["document_ids"] = [str(d) for d in filters.document_ids]
             filtered = True
         if filters.metadata:
             parts.append("d.metadata @> CAST(:metadata AS jsonb)")
+            doc_parts.append("dv.metadata @> CAST(:metadata AS jsonb)")
             params["metadata"] = json.dumps(filters.metadata)
             filtered = True
-    return _Where(" AND ".join(parts), params, filtered, vec, join, space)
+    docs = None
+    if tenancy.current_principals(session) is not None:
+        docs = " AND ".join(doc_parts)
+    return _Where(" AND ".join(parts), params, filtered, vec, join, space, docs)
 
 
 _FROM = (
@@ -192,12 +203,27 @@ def _hit(row: Any) -> Hit:
     )
 
 
+def _visible_docs(where: _Where) -> str:
+    """The ids of the documents the caller may see (RLS on `document`) that pass the
+    document-level conditions, as an array: a user who sees 10 of an org's 100 000 chunks
+    reaches them through the (document_id, ord) index, not through a scan of the org whose
+    rows the ACL policy then drops one by one (issue 18)."""
+    return f"ARRAY(SELECT dv.id FROM document dv WHERE {where.docs})"
+
+
 def _bound_count_sql(where: _Where) -> str:
     """The candidate count, counted only up to `EXACT_MAX_ROWS + 1`: enough to choose the
-    plan, never a scan of a large org. Unfiltered, an index-only scan of (org_id,
+    plan, never a scan of a large org. Unfiltered, an index scan of (org_id,
     embedding_model) gives an upper bound (chunks of documents not yet ready included); with
-    filters, the rows that match them."""
-    if where.filtered:
+    filters, the rows that match them. For a caller with principals, the `chunk_count` of
+    the documents it may see (an upper bound; unknown counts as many): counting through the
+    org's chunks reads every one of them when the caller sees few (issue 18)."""
+    if where.docs is not None:
+        inner = (
+            "SELECT 1 FROM document dv CROSS JOIN LATERAL "
+            f"generate_series(1, coalesce(dv.chunk_count, :bound)) WHERE {where.docs}"
+        )
+    elif where.filtered:
         inner = (
             "SELECT 1 FROM chunk c JOIN document d ON d.id = c.document_id"
             f"{where.join} WHERE {where.sql}"
@@ -211,6 +237,8 @@ def _bound_count_sql(where: _Where) -> str:
 
 def _exact_sql(where: _Where, sql: str) -> str:
     # `+ 0` makes the ORDER BY an expression the HNSW index cannot serve: exact scan.
+    if where.docs is not None:
+        sql = f"c.document_id = ANY({_visible_docs(where)}) AND {sql}"
     extra = f", ({where.vec} <=> CAST(:vector AS vector)) + 0 AS distance, 'exact' AS plan"
     return _FROM.format(extra=extra, join=where.join, where=sql) + " ORDER BY distance LIMIT :limit"
 

@@ -55,6 +55,8 @@ class StoredObject:
     storage_class: str | None
     time_created: datetime | None
     updated: datetime | None
+    #: Custom metadata (`x-goog-meta-*` of the upload), e.g. `ragline-acl` (issue 18).
+    metadata: dict[str, str] | None = None
 
 
 def emulator_url(host: str) -> str:
@@ -218,6 +220,7 @@ def list_objects(
             storage_class=b.storage_class,
             time_created=b.time_created,
             updated=b.updated,
+            metadata=dict(b.metadata) if b.metadata else None,
         )
         for b in blobs
     ]
