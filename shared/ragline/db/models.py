@@ -235,7 +235,13 @@ class Chunk(Base):
             "document_id",
             postgresql_where=sa.text("embedding IS NULL"),
         ),
-        sa.Index("ix_chunk_org_id_embedding_model", "org_id", "embedding_model"),
+        # Covers the candidate count, ACL policy included (migration 0010).
+        sa.Index(
+            "ix_chunk_org_id_embedding_model",
+            "org_id",
+            "embedding_model",
+            postgresql_include=["acl"],
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
