@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ragline.core.config import Settings
@@ -36,3 +38,22 @@ def test_settings_read_from_environment(monkeypatch: pytest.MonkeyPatch) -> None
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     assert s.queue_backend == "cloudtasks"
     assert s.function_urls == {"chunk": "http://127.0.0.1:1/"}
+
+
+def test_cli_enqueues_inline_without_a_running_stack(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`ragline embeddings reembed` and friends: no local stack (no dev.json) and no
+    QUEUE_BACKEND → the configured backend, with the inline stage runner installed."""
+    from ragline.core.config import get_settings
+    from ragline.dev import devstack
+    from ragline.ingest import queues
+
+    monkeypatch.delenv("QUEUE_BACKEND", raising=False)
+    monkeypatch.setenv("RAGLINE_HOME", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert devstack.use_stack_queues() == "queue backend inline"
+        assert queues._inline_runner is not None
+    finally:
+        get_settings.cache_clear()

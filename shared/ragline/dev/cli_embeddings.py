@@ -91,9 +91,11 @@ def reembed_cmd(
 ) -> None:
     """Start (or resume) a shadow build: existing chunks are embedded with the new model
     through the embed queue, without re-parsing or re-chunking."""
+    from ragline.dev import devstack
     from ragline.ingest import reembed
 
     org_id = _org(org)
+    typer.echo(f"embed tasks go to {devstack.use_stack_queues()}")
     try:
         if resume:
             build = reembed.resume(org_id)
@@ -118,8 +120,11 @@ def reembed_cmd(
 
 
 def _switch_cmd(org: str, force: bool, *, back: bool) -> None:
+    from ragline.dev import devstack
     from ragline.ingest import reembed
 
+    if force:  # a forced switch enqueues the missing vectors' fill
+        devstack.use_stack_queues()
     try:
         fn = reembed.rollback if back else reembed.cutover
         switch = fn(_org(org), force=force)

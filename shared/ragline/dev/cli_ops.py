@@ -80,7 +80,11 @@ def reconcile_command(
 ) -> None:
     """Re-enqueue the missing work of stalled documents, or fail them (what the scheduled
     `reconcile` function runs)."""
+    from ragline.dev import devstack
     from ragline.ops import reconcile
+
+    if not dry_run:
+        typer.echo(f"re-enqueued work goes to {devstack.use_stack_queues()}", err=True)
 
     try:
         report = reconcile.run_reconcile(dry_run=dry_run, org=_resolve_org(org), stall_s=stall)

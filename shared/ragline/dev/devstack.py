@@ -373,6 +373,37 @@ def load() -> Stack | None:
     return Stack(**json.loads(path.read_text())) if path.exists() else None
 
 
+#: What a CLI process needs to enqueue into a running stack like its functions do.
+QUEUE_ENV = (
+    "QUEUE_BACKEND",
+    "CLOUD_TASKS_EMULATOR_HOST",
+    "GCP_PROJECT",
+    "GCP_REGION",
+    "QUEUE_PREFIX",
+    "FUNCTION_URLS",
+    "TASK_AUTH",
+    "TASK_SECRET",
+)
+
+
+def use_stack_queues() -> str:
+    """For CLI commands that enqueue pipeline work (`embeddings reembed`, a forced cutover,
+    `reconcile`): into the running local stack's Cloud Tasks emulator, so its functions do the
+    work; with no stack running, or QUEUE_BACKEND set explicitly, the configured backend
+    (inline runs the stages in this process). Returns where the tasks go."""
+    import ragline.ingest.pipeline  # noqa: F401  (installs the inline stage runner)
+    from ragline.ingest import queues
+
+    stack = None if "QUEUE_BACKEND" in os.environ else load()
+    if stack is None:
+        return f"queue backend {get_settings().queue_backend}"
+    env = function_env(stack, get_settings(), int(stack.emulator.rsplit(":", 1)[1]))
+    os.environ.update({key: env[key] for key in QUEUE_ENV})
+    get_settings.cache_clear()
+    queues.reset_clients()
+    return f"the local stack's Cloud Tasks emulator ({stack.emulator})"
+
+
 def get_json(url: str, key: str, timeout: float = 30) -> dict[str, object]:
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
