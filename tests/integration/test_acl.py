@@ -217,3 +217,49 @@ def test_no_document_is_visible_outside_its_acl(
                 f"/{d}", headers=user(slug, f"u{i}@x.io", sorted(groups))
             )
             assert resp.status_code == 404
+
+
+def test_vectors_of_other_spaces_follow_their_chunks_acl(tenant: Tenant) -> None:
+    """A restricted chunk's vector in an embedding space's own table (chunk_vector_<dim>) is
+    as invisible as the chunk, at SQL level as the application role."""
+    ingest(tenant, "open", None)
+    ingest(tenant, "closed", ["group:x"])
+    from ragline.db.engine import get_engine
+
+    with get_engine(app_role=False).begin() as conn:
+        space = conn.scalar(
+            sa.text(
+                "INSERT INTO embedding_space (org_id, provider, model, dimension, state, storage) "
+                "VALUES (:o, 'hashing', 'hashing-v1', 256, 'shadow', 'chunk_vector_256') "
+                "RETURNING id"
+            ),
+            {"o": tenant.org_id},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO chunk_vector_256 (space_id, chunk_id, org_id, embedding) "
+                "SELECT :s, id, org_id, CAST(:v AS vector) FROM chunk WHERE org_id = :o"
+            ),
+            {"s": space, "o": tenant.org_id, "v": "[" + ",".join(["0.1"] * 256) + "]"},
+        )
+        every = conn.scalar(
+            sa.text("SELECT count(*) FROM chunk_vector_256 WHERE org_id = :o"),
+            {"o": tenant.org_id},
+        )
+
+    def visible(principals: str | None) -> int:
+        with get_engine().connect() as conn, conn.begin():
+            conn.execute(
+                sa.text("SELECT set_config('app.org_id', :o, true)"), {"o": str(tenant.org_id)}
+            )
+            if principals is not None:
+                conn.execute(
+                    sa.text("SELECT set_config('app.principals', :p, true)"), {"p": principals}
+                )
+            return int(conn.scalar(sa.text("SELECT count(*) FROM chunk_vector_256")) or 0)
+
+    closed = every - visible(None)
+    assert every >= 2 and closed >= 1
+    assert visible("group:y") == every - closed
+    assert visible("group:x") == every
+    assert visible("*") == every
