@@ -224,3 +224,9 @@ def test_an_acl_query_longer_than_a_request_line_allows_is_a_422(tenant: Tenant)
     resp = post(tenant, b"# Notes\n\nshort", "text/markdown", f"?acl={long_acl}")
     assert resp.status_code == 422, resp.json
     assert "PATCH" in resp.json["error"]["message"]
+
+
+def test_a_repeated_query_parameter_is_refused_not_guessed(tenant: Tenant) -> None:
+    resp = post(tenant, pdf_with_facts(1), PDF, "?title=a&title=b")
+    assert resp.status_code == 422, resp.json
+    assert "repeated" in resp.json["error"]["message"]

@@ -327,18 +327,19 @@ def optional_json_body(req: Request, model: type[T]) -> T:
 
 
 def check_query_args(req: Request) -> None:
-    """Refuse query parameters carrying NUL characters (PostgreSQL cannot store them)."""
+    """Refuse query parameters carrying NUL characters (PostgreSQL cannot store them) or given
+    more than once (refused rather than guessed)."""
     for key, values in req.args.lists():
         if "\x00" in key or any("\x00" in v for v in values):
             raise errors.ValidationError("NUL characters are not allowed in query parameters")
-
-
-def query_params(req: Request, model: type[T]) -> T:
-    """Validate query parameters; a repeated parameter is refused rather than guessed."""
-    check_query_args(req)
     repeated = [k for k in req.args if len(req.args.getlist(k)) > 1]
     if repeated:
         raise errors.ValidationError(f"repeated query parameter(s): {', '.join(repeated)}")
+
+
+def query_params(req: Request, model: type[T]) -> T:
+    """Validate query parameters (`check_query_args`: no NUL, none repeated)."""
+    check_query_args(req)
     return validate(model, dict(req.args))
 
 
