@@ -230,3 +230,18 @@ def test_a_repeated_query_parameter_is_refused_not_guessed(tenant: Tenant) -> No
     resp = post(tenant, pdf_with_facts(1), PDF, "?title=a&title=b")
     assert resp.status_code == 422, resp.json
     assert "repeated" in resp.json["error"]["message"]
+
+
+def test_a_long_pdf_failing_at_assembly_leaves_no_parts(
+    tenant: Tenant, configure: Callable[..., None]
+) -> None:
+    # Each 2-page part fits the text cap; the assembled 7 pages do not.
+    configure(parse_pages_per_task="2", max_document_bytes="400")
+    doc_id = post(tenant, pdf_with_facts(7), PDF).json["document_id"]
+    doc = detail(tenant, doc_id)
+    assert (doc["status"], doc["failure_reason"]) == ("failed", "too_large"), doc
+    with tenancy.tenant_session(tenant.org_id) as s:
+        parts = s.scalar(
+            sa.select(sa.func.count()).where(DocumentPart.document_id == uuid.UUID(doc_id))
+        )
+    assert parts == 0

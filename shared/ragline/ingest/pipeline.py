@@ -617,6 +617,11 @@ def fail_document(session: Session, doc_id: uuid.UUID, reason: FailureReason, me
     ).first()
     if failed is None:
         return False
+    # The page-range parts of a long PDF are of no use to a failed document (a retry parses
+    # again): they go now rather than with the document.
+    session.execute(
+        tenancy.scoped_delete(session, DocumentPart, DocumentPart.document_id == doc_id)
+    )
     replaced = session.scalar(
         tenancy.scoped_select(session, Document, Document.id == doc_id).with_only_columns(
             Document.replaces_id
