@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
+from ragline.cloud.aws import clients
 from ragline.core.config import Settings, get_settings
 from ragline.core.errors import (
     MalformedEventError,
@@ -50,8 +50,6 @@ _TRANSIENT_CODES = frozenset(
         "RequestLimitExceeded",
     }
 )
-_lock = threading.Lock()
-_clients: dict[str | None, Any] = {}
 
 
 class ObjectEventFields(TypedDict):
@@ -205,27 +203,12 @@ def parse_sqs_message(message: Mapping[str, Any]) -> list[S3Notification]:
 
 
 def _client(settings: Settings) -> Any:
-    with _lock:
-        if settings.aws_region not in _clients:
-            import boto3
-            from botocore.config import Config
-
-            _clients[settings.aws_region] = boto3.client(
-                "s3",
-                region_name=settings.aws_region,
-                config=Config(
-                    connect_timeout=5,
-                    read_timeout=settings.storage_timeout_s,
-                    retries={"max_attempts": 3, "mode": "standard"},
-                ),
-            )
-        return _clients[settings.aws_region]
+    return clients.client("s3", settings.aws_region, read_timeout=settings.storage_timeout_s)
 
 
 def reset_clients() -> None:
     """Forget clients (tests: a client binds to moto when created)."""
-    with _lock:
-        _clients.clear()
+    clients.reset()
 
 
 def read_object(

@@ -4,39 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from typing import Any
 
+from ragline.cloud.aws import clients
 from ragline.core.config import Settings
 from ragline.core.errors import ConfigurationError, TransientError
 
-_lock = threading.Lock()
-_clients: dict[str | None, Any] = {}
-
 
 def _client(settings: Settings) -> Any:
-    with _lock:
-        if settings.aws_region not in _clients:
-            import boto3
-            from botocore.config import Config
-
-            # Bounded waits: a stage or an ingest request must not hang on SQS (boto's
-            # defaults are a 60 s connect and read timeout).
-            _clients[settings.aws_region] = boto3.client(
-                "sqs",
-                region_name=settings.aws_region,
-                config=Config(
-                    connect_timeout=5,
-                    read_timeout=10,
-                    retries={"max_attempts": 3, "mode": "standard"},
-                ),
-            )
-        return _clients[settings.aws_region]
+    return clients.client("sqs", settings.aws_region, read_timeout=10)
 
 
 def reset_clients() -> None:
-    with _lock:
-        _clients.clear()
+    clients.reset()
 
 
 def deduplication_id(task_name: str) -> str:
