@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from flask import Request, Response
 
@@ -24,7 +25,22 @@ from ragline.api.replies import (
 )
 from ragline.core import errors
 
+if TYPE_CHECKING:  # settings load with the first request, not at import (cold start)
+    from ragline.core.config import Settings
+
 _JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
+
+
+def has_task_secret(req: Request, settings: Settings) -> bool:
+    """Whether the request carries the shared task secret (TASK_AUTH=secret: the local stack,
+    tests), compared in constant time; False when no secret is configured."""
+    import hmac
+
+    from ragline.cloud.gcp.cloud_tasks import TASK_SECRET_HEADER
+
+    expected = settings.task_secret.get_secret_value() if settings.task_secret else ""
+    given = req.headers.get(TASK_SECRET_HEADER, "")
+    return bool(expected) and hmac.compare_digest(expected.encode(), given.encode())
 
 
 def verify_queue_or_scheduler(req: Request, audience_key: str, *, caller: str | None) -> None:
@@ -41,13 +57,7 @@ def verify_queue_or_scheduler(req: Request, audience_key: str, *, caller: str | 
             raise errors.UnauthenticatedError("task authentication is disabled")
         return
     if settings.task_auth == "secret":
-        import hmac
-
-        from ragline.cloud.gcp.cloud_tasks import TASK_SECRET_HEADER
-
-        expected = settings.task_secret.get_secret_value() if settings.task_secret else ""
-        given = req.headers.get(TASK_SECRET_HEADER, "")
-        if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
+        if not has_task_secret(req, settings):
             raise errors.UnauthenticatedError("this endpoint accepts only its queue or scheduler")
         return
     auth = req.headers.get("Authorization", "")
