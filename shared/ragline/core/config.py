@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     db_pool_size: int = 2
     db_max_overflow: int = 2
     db_pool_recycle_s: int = 1800
+    db_ping_after_idle_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="A pooled connection idle longer than this is pinged before use (0: always)",
+    )
     db_statement_timeout_ms: int = 30_000
 
     # --- embeddings ---

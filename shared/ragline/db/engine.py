@@ -10,6 +10,7 @@ the owner engine (migrations, admin CLI) does not.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from ragline.core.config import Settings, get_settings
 from ragline.core.errors import ConfigurationError
+from ragline.db import wire
 
 Creator = Callable[[], Any]
 Connect = Callable[..., Any]
@@ -70,7 +72,6 @@ def build_engine(
     pool: dict[str, Any] = {
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
-        "pool_pre_ping": True,
         "pool_recycle": settings.db_pool_recycle_s,
     }
     mode = settings.database_mode
@@ -78,7 +79,9 @@ def build_engine(
         engine = sa.create_engine("postgresql+pg8000://", creator=creator, **pool)
     elif mode == "url":
         assert settings.database_url is not None
-        engine = sa.create_engine(settings.database_url, **pool)
+        url = sa.engine.make_url(settings.database_url)
+        # Another driver than pg8000 keeps SQLAlchemy's ping on every checkout.
+        engine = sa.create_engine(url, pool_pre_ping=url.get_driver_name() != "pg8000", **pool)
     elif mode == "cloudsql":
         from ragline.cloud.gcp.cloudsql import cloud_sql_creator
 
@@ -98,22 +101,54 @@ def build_engine(
     else:
         engine = sa.create_engine(embedded_url(settings), **pool)
 
+    if engine.dialect.driver == "pg8000":
+        wire.install(engine)
+        _ping_after_idle(engine, settings.db_ping_after_idle_s)
+
     role = settings.db_app_role if app_role else ""
     timeout_ms = settings.db_statement_timeout_ms
+
+    # The session settings in one simple query (one round trip on a new connection): the
+    # names and values are this module's constants, the role a configured identifier.
+    setup = [f"SET statement_timeout = {int(timeout_ms)}"]
+    setup += [
+        f"SELECT set_config('{name}', '{value}', false)" for name, value in SESSION_SETTINGS.items()
+    ]
+    if role:
+        setup.append(f'SET ROLE "{role.replace(chr(34), chr(34) * 2)}"')
+    setup_sql = "; ".join(setup)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
-        cur.execute(f"SET statement_timeout = {int(timeout_ms)}")
-        for name, value in SESSION_SETTINGS.items():
-            cur.execute("SELECT set_config(%s, %s, false)", (name, value))
-        if role:
-            cur.execute(f'SET ROLE "{role}"')
+        cur.execute(setup_sql)
         cur.close()
         dbapi_conn.commit()
 
     sa.event.listen(engine, "handle_error", invalidate_unless_server_error)
     return engine
+
+
+def _ping_after_idle(engine: Engine, idle_s: float) -> None:
+    """Ping a pooled connection before use only when it sat idle longer than `idle_s`: a
+    connection the database (or a proxy) may have dropped meanwhile is replaced before a
+    request sees it, and a busy pool pays no round trip (SQLAlchemy's `pool_pre_ping` cost
+    one per transaction; issue 14). A connection that broke while in steady use fails its
+    statement, which invalidates the pool (`handle_error`): the next checkout reconnects."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since <= idle_s:
+            return
+        try:
+            dbapi_conn.execute_simple("select 1")
+        except Exception as exc:  # any failure: this connection is not usable
+            raise sa_exc.DisconnectionError(f"stale pooled connection: {exc}") from exc
 
 
 def server_reported(exc: BaseException) -> bool:

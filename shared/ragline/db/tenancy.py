@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ragline.core.errors import TenancyError
+from ragline.db import wire
 from ragline.db.engine import get_engine
 
 M = TypeVar("M")
@@ -41,6 +42,13 @@ def principals_setting(principals: Collection[str] | None) -> str:
     return ",".join(sorted(principals))
 
 
+_BIND = sa.text(
+    "select set_config('app.org_id', :org, true), set_config('app.principals', :p, true)"
+)
+#: The same statement in the driver's paramstyle, for `wire.defer`.
+_BIND_FORMAT = "select set_config('app.org_id', %s, true), set_config('app.principals', %s, true)"
+
+
 def bind_org(
     session: Session,
     org_id: uuid.UUID,
@@ -50,15 +58,15 @@ def bind_org(
 ) -> None:
     """Set `app.org_id` and `app.principals` for the current transaction, in one statement
     (the first of a tenant transaction). `principals` None: every document of the org (server
-    keys, pipeline stages); a set: documents without an ACL or sharing a principal with it."""
+    keys, pipeline stages); a set: documents without an ACL or sharing a principal with it.
+
+    On pg8000 the statement is deferred (`db.wire.defer`): it travels with the transaction's
+    first statement, in the same round trip, and its failure fails that statement."""
     if not isinstance(org_id, uuid.UUID):
         raise TenancyError("org_id must be a UUID")
-    session.execute(
-        sa.text(
-            "select set_config('app.org_id', :org, true), set_config('app.principals', :p, true)"
-        ),
-        {"org": str(org_id), "p": principals_setting(principals)},
-    )
+    values = (str(org_id), principals_setting(principals))
+    if not wire.defer(session.connection(), _BIND_FORMAT, values):
+        session.execute(_BIND, {"org": values[0], "p": values[1]})
     session.info[_ORG_KEY] = org_id
     session.info[_USER_KEY] = user_id
     session.info[_PRINCIPALS_KEY] = None if principals is None else frozenset(principals)
