@@ -237,3 +237,39 @@ def test_hybrid_beats_either_list_alone_on_labelled_questions(
     assert scores["hybrid"] >= scores["vector"], scores
     assert scores["hybrid"] >= scores["text"], scores
     assert scores["hybrid"] >= 0.5, scores
+
+
+def _plans_by_statement() -> dict[str, tuple[int, int]]:
+    """(generic, custom) plan counts of this connection's prepared statements, by their
+    first words (the pool of the test engine holds one or two connections)."""
+    with tenancy.tenant_session(make_org("plans-probe")) as session:
+        rows = session.execute(
+            sa.text("select statement, generic_plans, custom_plans from pg_prepared_statements")
+        ).all()
+    out: dict[str, tuple[int, int]] = {}
+    for statement, generic, custom in rows:
+        key = "vector" if statement.startswith("WITH n AS") else statement[:40]
+        g, c = out.get(key, (0, 0))
+        out[key] = (g + generic, c + custom)
+    return out
+
+
+def test_only_the_whole_org_vector_statement_runs_on_a_generic_plan(hashing: None) -> None:
+    """A generic plan is made with the estimates of the org bound when it is made; reused for
+    a statement whose best index depends on its values, a plan made at a small org scanned a
+    large one (text scores: 223 ms instead of 1 ms at 100 000 chunks, issue 14). Only the
+    gated vector statement of an unfiltered search, which is safe on any plan, may use one."""
+    db.reset_engines()
+    org = make_org("plans")
+    add_doc(org, "boats", "Sailing boats use a keel and a rudder to steer.", kind="note")
+    for mode in MODES:
+        run(org, "sailing boats keel rudder", mode)
+    plans = _plans_by_statement()
+    generic, custom = plans["vector"]
+    assert generic > 0 and custom == 0, plans
+    text_scores = next(v for k, v in plans.items() if k.startswith("SELECT c.id, CASE WHEN"))
+    assert text_scores[0] == 0 and text_scores[1] > 0, plans
+    db.reset_engines()
+    run(org, "sailing boats keel rudder", "hybrid", kind="note")  # filtered: custom plans
+    generic, custom = _plans_by_statement()["vector"]
+    assert generic == 0 and custom > 0

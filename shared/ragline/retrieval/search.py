@@ -13,7 +13,8 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -283,19 +284,33 @@ def _set_local(session: Session, values: dict[str, str]) -> None:
 
 
 def _vector_rows(session: Session, where: _Where, params: dict[str, Any]) -> Sequence[Any]:
-    """The gated vector statement. Unfiltered, it runs on a plan made once per connection
-    (generic): planning the two-branch statement under RLS cost more than running it at a
-    small org (0.35-0.65 ms against ~0.1 ms; issue 14). The branch choice stays the runtime
-    gate's; `enable_sort = off` keeps the HNSW branch on the index whatever a generic estimate
-    of the org's size says (the exact branch has no plan without a sort, so it keeps one).
-    With filters, plans stay custom: their selectivity decides the exact branch's index."""
-    generic = not where.filtered
-    if generic:
-        _set_local(session, _GENERIC)
+    """The gated vector statement's rows, by true distance."""
     rows = session.execute(_sql(_vector_sql(where)), params).all()
-    if generic:
-        _set_local(session, _CUSTOM)
     return sorted(rows, key=lambda r: float(r.distance))
+
+
+@contextmanager
+def _plans_for(session: Session, where: _Where) -> Iterator[None]:
+    """The vector statement of a search over the whole org runs on a plan made once per
+    connection (generic): planning the two-branch statement under RLS cost more than running
+    it at a small org (0.35-0.65 ms against ~0.1 ms; issue 14). Such a plan is safe for it,
+    and only for it: the exact/HNSW choice is the runtime gate's, the exact branch only ever
+    reads an org of at most `EXACT_MAX_ROWS` candidates (its org_id index is right for any),
+    and `enable_sort = off` keeps the HNSW branch on its index whatever the estimate the plan
+    was made with (the exact branch has no plan without a sort, so it keeps one). A generic
+    plan is made with the estimates of the org bound when it is made (the planner folds
+    `current_setting` for them): with filters or principals, the right index depends on this
+    search's values, and a plan made for a small org scanned a large one; those stay custom,
+    as does every other statement. Both settings are transaction-local and ride with the next
+    statement (`db.wire.defer`)."""
+    if where.filtered or where.docs is not None:
+        yield
+        return
+    _set_local(session, _GENERIC)
+    try:
+        yield
+    finally:
+        _set_local(session, _CUSTOM)
 
 
 @functools.lru_cache(maxsize=256)
@@ -450,7 +465,7 @@ def text_hits(
 def text_scores(session: Session, query: str, candidates: list[Hit]) -> list[Hit]:
     """The text list of a hybrid search: the vector candidates that match every query term,
     ranked by ts_rank_cd (for a short query with no such match, those whose words closely
-    match it, by trigram word similarity, scored below any full-text match).
+    match it, by trigram word similarity, scored below any full-text match). One statement.
 
     Only the vector candidates are scored: under row-level security Postgres cannot use the
     GIN index for `@@` (ts_match_vq is not leakproof, so it may not run before the policy),
@@ -460,17 +475,12 @@ def text_scores(session: Session, query: str, candidates: list[Hit]) -> list[Hit
     if not candidates:
         return []
     ids = [str(h.chunk_id) for h in candidates]
-    params = {"query": query, "ids": ids}
-    ranked: list[tuple[float, Any]] = [
-        (float(row.rank), row.id)
-        for row in session.execute(_sql(_TEXT_SCORES), params).all()
-        if row.rank is not None
-    ]
-    if not ranked and len(query.split()) <= 3:
-        ranked = [
-            (float(row.sim) * 0.1, row.id)
-            for row in session.execute(_sql(_TRIGRAM_SCORES), params).all()
-        ]
+    short = len(query.split()) <= 3
+    rows = session.execute(_sql(_TEXT_SCORES), {"query": query, "ids": ids, "short": short})
+    scored = [(row.id, row.rank, row.sim) for row in rows]
+    ranked: list[tuple[float, Any]] = [(float(r), i) for i, r, _ in scored if r is not None]
+    if not ranked and short:
+        ranked = [(float(sim) * 0.1, i) for i, _, sim in scored if sim is not None and sim > 0.5]
     by_id = {h.chunk_id: h for h in candidates}
     return [
         Hit(**{**by_id[chunk_id].__dict__, "score": score})
@@ -478,13 +488,14 @@ def text_scores(session: Session, query: str, candidates: list[Hit]) -> list[Hit
     ]
 
 
+#: Full-text rank of each candidate matching every term; trigram similarity only for a short
+#: query none of the candidates matches (an InitPlan, evaluated once).
 _TEXT_SCORES = (
-    f"SELECT c.id, ts_rank_cd(c.tsv, {_STRICT}) AS rank FROM chunk c "
-    f"WHERE c.id = ANY(CAST(:ids AS uuid[])) AND c.tsv @@ {_STRICT}"
-)
-_TRIGRAM_SCORES = (
-    "SELECT c.id, word_similarity(:query, c.text) AS sim FROM chunk c "
-    "WHERE c.id = ANY(CAST(:ids AS uuid[])) AND word_similarity(:query, c.text) > 0.5"
+    f"SELECT c.id, CASE WHEN c.tsv @@ {_STRICT} THEN ts_rank_cd(c.tsv, {_STRICT}) END AS rank, "
+    "CASE WHEN CAST(:short AS boolean) AND NOT EXISTS (SELECT 1 FROM chunk m "
+    f"WHERE m.id = ANY(CAST(:ids AS uuid[])) AND m.tsv @@ {_STRICT}) "
+    "THEN word_similarity(:query, c.text) END AS sim "
+    "FROM chunk c WHERE c.id = ANY(CAST(:ids AS uuid[]))"
 )
 
 
@@ -610,7 +621,8 @@ def search(
         ef_search = min(1000, max(HNSW_EF_SEARCH, depth * 4))
         if ef_search != HNSW_EF_SEARCH:
             _settings(session, ef_search)
-        vec, plan["vector"], plan["candidates"] = vector_hits(session, vector, where, depth)
+        with _plans_for(session, where):
+            vec, plan["vector"], plan["candidates"] = vector_hits(session, vector, where, depth)
     if req.mode == "text":
         txt = text_hits(session, req.query, where, depth)
     elif req.mode == "hybrid":
