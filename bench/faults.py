@@ -59,7 +59,15 @@ def expected_chunks(text: str) -> int:
     )
 
 
-def http(url: str, *, method: str = "GET", body: Any = None, key: str = "") -> tuple[int, Any]:
+def http(
+    url: str,
+    *,
+    method: str = "GET",
+    body: Any = None,
+    key: str = "",
+    reply_headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    """(status, JSON body); the reply's headers go into `reply_headers` when given."""
     import json
     import urllib.error
     import urllib.request
@@ -71,8 +79,12 @@ def http(url: str, *, method: str = "GET", body: Any = None, key: str = "") -> t
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
+            if reply_headers is not None:
+                reply_headers.update(resp.headers.items())
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as err:
+        if reply_headers is not None:
+            reply_headers.update(err.headers.items())
         return err.code, None
     except OSError:
         return 0, None

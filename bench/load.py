@@ -42,6 +42,8 @@ QUERIES = [
     "exception handling with try except finally",
 ]
 MIX = (("search", 0.6), ("ingest", 0.2), ("list", 0.2))
+#: Longest pause a client takes on a 429 (it honours Retry-After up to this).
+RETRY_CAP_S = 5.0
 
 
 def say(message: str) -> None:
@@ -73,9 +75,16 @@ def client(
     while time.monotonic() < until:
         kind = rng.choices(kinds, weights=[w for k, w in MIX if k in kinds])[0]
         started = time.perf_counter()
+        headers: dict[str, str] = {}
         if kind == "search":
             body = {"query": rng.choice(QUERIES), "top_k": 5}
-            status, _ = http(stack.functions["search"], method="POST", body=body, key=search_key)
+            status, _ = http(
+                stack.functions["search"],
+                method="POST",
+                body=body,
+                key=search_key,
+                reply_headers=headers,
+            )
         elif kind == "ingest":
             title, text = rng.choice(topics)
             text = f"Load {uuid.uuid4().hex}.\n\n{text[:3000]}"
@@ -84,14 +93,21 @@ def client(
                 method="POST",
                 body={"title": title, "text": text},
                 key=key,
+                reply_headers=headers,
             )
             if status in (200, 202) and reply:
                 with level.lock:
                     level.ingested.append((reply["document_id"], expected_chunks(text)))
         else:
             query = urllib.parse.urlencode({"limit": 50})
-            status, _ = http(stack.functions["documents"] + "?" + query, key=key)
+            status, _ = http(
+                stack.functions["documents"] + "?" + query, key=key, reply_headers=headers
+            )
         level.add(kind, status, time.perf_counter() - started)
+        if status == 429:
+            # A well-behaved client waits as told (an instance at its concurrency limit says
+            # 1 s; a rate limit says when its bucket refills), capped for the run's sake.
+            time.sleep(min(float(headers.get("Retry-After", "1") or 1), RETRY_CAP_S))
 
 
 _TOPICS: list[tuple[str, str]] = []

@@ -169,6 +169,9 @@ module "function" {
   memory          = coalesce(try(var.function_overrides[each.key].memory, null), each.value.memory)
   timeout_seconds = coalesce(try(var.function_overrides[each.key].timeout_seconds, null), each.value.timeout_seconds)
   max_instances   = coalesce(try(var.function_overrides[each.key].max_instances, null), var.function_max_instances)
+  # Public endpoints serve several requests per 1-vCPU instance (a search is ~25 ms of CPU,
+  # mostly the query embedding); a stage runs one task at a time (an embed batch fills the CPU).
+  concurrency = coalesce(try(var.function_overrides[each.key].concurrency, null), each.value.public ? 4 : 1)
 
   environment_variables        = local.function_env[each.key]
   secret_environment_variables = local.function_secret_env[each.key]

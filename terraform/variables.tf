@@ -126,11 +126,12 @@ variable "function_max_instances" {
 }
 
 variable "function_overrides" {
-  description = "Per-function overrides of max instances, memory and timeout, keyed by function name."
+  description = "Per-function overrides of max instances, memory, timeout and concurrency (requests per instance), keyed by function name."
   type = map(object({
     max_instances   = optional(number)
     memory          = optional(string)
     timeout_seconds = optional(number)
+    concurrency     = optional(number)
   }))
   default  = {}
   nullable = false

@@ -175,7 +175,9 @@ def test_unknown_document_is_404(stack: devstack.Stack) -> None:
 
 def test_parallel_identical_posts_over_http_make_one_document(stack: devstack.Stack) -> None:
     """20 identical POSTs with one Idempotency-Key: one document; every answer is that
-    response, its replay, or a 409 with Retry-After; never a 5xx."""
+    response, its replay, or a 409 with Retry-After; never a 5xx. A request the instance
+    refuses at its concurrency limit (429 overloaded, before any work) is sent again after
+    its Retry-After, as a client does."""
     from concurrent.futures import ThreadPoolExecutor
 
     tenant = make_tenant("e2e-idem")
@@ -183,7 +185,12 @@ def test_parallel_identical_posts_over_http_make_one_document(stack: devstack.St
     body = {"title": "parallel", "text": "One body sent twenty times at once. " * 20}
 
     def send(_: int) -> tuple[int, dict[str, Any], dict[str, str]]:
-        return call(stack.functions["ingest"], method="POST", body=body, headers=headers)
+        while True:
+            reply = call(stack.functions["ingest"], method="POST", body=body, headers=headers)
+            if reply[0] != 429:
+                return reply
+            assert reply[1]["error"]["code"] == "overloaded"
+            time.sleep(float(reply[2]["Retry-After"]))
 
     with ThreadPoolExecutor(20) as pool:
         results = list(pool.map(send, range(20)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -478,12 +479,15 @@ def test_concurrent_patches_lose_nothing(tenant: Tenant) -> None:
 
     def patch(i: int) -> int:
         barrier.wait()
-        resp = clients[i].patch(
-            f"/{run_id}",
-            json={"state": {f"k{i}": i}, "tool_log": [{"tool": "worker", "i": i}]},
-            headers=tenant.headers,
-        )
-        return int(resp.status_code)
+        while True:
+            resp = clients[i].patch(
+                f"/{run_id}",
+                json={"state": {f"k{i}": i}, "tool_log": [{"tool": "worker", "i": i}]},
+                headers=tenant.headers,
+            )
+            if resp.status_code != 429:  # refused at the instance's limit: sent again
+                return int(resp.status_code)
+            time.sleep(float(resp.headers["Retry-After"]))
 
     with ThreadPoolExecutor(10) as pool:
         statuses = list(pool.map(patch, range(10)))

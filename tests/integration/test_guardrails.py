@@ -4,6 +4,7 @@ one error model for every failure."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -163,6 +164,9 @@ def test_parallel_identical_posts_create_exactly_one_document() -> None:
 
     def send() -> None:
         resp = post_doc(t, "par-1", title="p", text="parallel body " * 50)
+        while resp.status_code == 429:  # refused at the instance's limit: sent again
+            time.sleep(float(resp.headers["Retry-After"]))
+            resp = post_doc(t, "par-1", title="p", text="parallel body " * 50)
         with lock:
             results.append(resp)
 
@@ -308,3 +312,29 @@ def test_every_ragline_error_has_a_4xx_or_5xx_status() -> None:
     for cls in vars(errors).values():
         if isinstance(cls, type) and issubclass(cls, RaglineError):
             assert 400 <= status_for(cls("x")) <= 599
+
+
+def test_an_instance_at_its_concurrency_limit_answers_429_before_any_work(
+    tenant: Tenant, configure: Callable[..., None]
+) -> None:
+    """Issue 16: with every slot taken, a request waits `admission_wait_ms`, then gets
+    `429 overloaded` with Retry-After, and nothing is done for it (no rate-limit token, no
+    authentication); the next request once a slot frees up is served."""
+    from ragline.core.errors import OverloadedError
+    from ragline.guardrails import admission
+
+    configure(max_concurrent_requests="1", admission_wait_ms="20")
+    search = client("search")
+    body = {"query": "anything", "mode": "text"}
+    with admission.admitted():  # the instance's one slot, held elsewhere
+        with pytest.raises(OverloadedError), admission.admitted():
+            pass
+        refused = search.post("/", json=body, headers=tenant.headers)
+        unknown = search.post("/", json=body, headers={"Authorization": "Bearer rl_nope_x"})
+    assert refused.status_code == 429 and refused.json["error"]["code"] == "overloaded"
+    assert refused.headers["Retry-After"] == "1"
+    assert unknown.status_code == 429  # refused before the key is even looked at
+    with db.owner_session() as session:
+        buckets = session.scalar(sa.text("select count(*) from rate_limit_bucket"))
+    assert buckets == 0  # no rate-limit token was taken for them
+    assert search.post("/", json=body, headers=tenant.headers).status_code == 200

@@ -31,6 +31,7 @@ from ragline.api.replies import (
 )
 from ragline.api.tasks import verify_queue_or_scheduler
 from ragline.core import errors
+from ragline.guardrails.admission import admitted
 
 if TYPE_CHECKING:  # imported where used: a cold start loads none of them before a request
     from sqlalchemy.orm import Session
@@ -264,20 +265,22 @@ def endpoint(
             try:
                 if methods and req.method not in methods:
                     raise errors.MethodNotAllowedError(f"{req.method} not allowed here")
-                principal = _authenticate(req)
-                org_id = principal.org_id
-                add_context(org_id=org_id)
-                scope = needed.get(req.method, "write" if req.method != "GET" else "read")
-                if scope not in principal.scopes and "admin" not in principal.scopes:
-                    raise errors.ForbiddenError(f"the caller lacks the {scope!r} scope")
-                principal, admission = _admit(req, function, principal, bucket)
-                rate_headers = admission.rate_headers
-                if admission.replay is not None:
-                    replayed = admission.replay
-                    reply = Reply(replayed.body, replayed.status, dict(replayed.headers))
-                    reply.headers["Idempotent-Replayed"] = "true"
-                else:
-                    reply = _run(req, handler, request_id, function, principal, admission)
+                # An instance at its concurrency limit answers 429 before any work (issue 16).
+                with admitted():
+                    principal = _authenticate(req)
+                    org_id = principal.org_id
+                    add_context(org_id=org_id)
+                    scope = needed.get(req.method, "write" if req.method != "GET" else "read")
+                    if scope not in principal.scopes and "admin" not in principal.scopes:
+                        raise errors.ForbiddenError(f"the caller lacks the {scope!r} scope")
+                    principal, admission = _admit(req, function, principal, bucket)
+                    rate_headers = admission.rate_headers
+                    if admission.replay is not None:
+                        replayed = admission.replay
+                        reply = Reply(replayed.body, replayed.status, dict(replayed.headers))
+                        reply.headers["Idempotent-Replayed"] = "true"
+                    else:
+                        reply = _run(req, handler, request_id, function, principal, admission)
             except Exception as exc:
                 reply = reply_for_error(exc, request_id, function, allow=methods)
             for name, value in rate_headers.items():

@@ -314,6 +314,19 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="Least time between fetches of one JWKS (unknown kid)"
     )
 
+    max_concurrent_requests: int = Field(
+        default=0,
+        ge=0,
+        description="Requests one instance of an HTTP function runs at once (0: two per CPU); "
+        "deployments set it to the function's Cloud Run concurrency",
+    )
+    admission_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        le=10_000,
+        description="How long a request may wait for a free slot before `429 overloaded`",
+    )
+
     # --- the browser console (issue 19; docs/console.md) ---
     cors_origins: list[str] = Field(
         default_factory=list,

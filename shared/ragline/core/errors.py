@@ -112,6 +112,12 @@ class RateLimitedError(RaglineError):
     code = "rate_limited"
 
 
+class OverloadedError(RateLimitedError):
+    """This instance already runs as many requests as it may (`guardrails.admission`)."""
+
+    code = "overloaded"
+
+
 class TooManyChunksError(RaglineError):
     """A document splits into more chunks than its org may have per document."""
 

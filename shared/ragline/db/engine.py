@@ -58,7 +58,7 @@ def embedded_url(settings: Settings) -> str:
 #: gated, never-run exact branch still launched them, ~10 ms per search).
 SESSION_SETTINGS: dict[str, str] = {
     "hnsw.iterative_scan": "relaxed_order",
-    "hnsw.ef_search": "400",
+    "hnsw.ef_search": "200",
     "hnsw.max_scan_tuples": "200000",
     "plan_cache_mode": "force_custom_plan",
     "max_parallel_workers_per_gather": "0",

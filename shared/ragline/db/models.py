@@ -226,7 +226,7 @@ class Chunk(Base):
             "ix_chunk_embedding_hnsw",
             "embedding",
             postgresql_using="hnsw",
-            postgresql_with={"m": 16, "ef_construction": 64},
+            postgresql_with={"m": 16, "ef_construction": 128},
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
         # The embed stage polls for chunks still without a vector.
@@ -532,7 +532,7 @@ def _vector_table(dim: int) -> sa.Table:
             f"ix_{name}_embedding_hnsw",
             "embedding",
             postgresql_using="hnsw",
-            postgresql_with={"m": 16, "ef_construction": 64},
+            postgresql_with={"m": 16, "ef_construction": 128},
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
     )

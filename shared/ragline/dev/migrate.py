@@ -28,9 +28,12 @@ def _config(engine: Engine | None = None) -> Any:
 def _run(fn: Any, engine: Engine | None, *args: Any) -> None:
     cfg = _config(engine)
     eng = engine or get_engine(app_role=False)
-    with eng.begin() as conn:
+    # Not `begin()`: alembic runs one transaction per revision itself, and a revision may
+    # leave it for an autocommit block (CREATE INDEX CONCURRENTLY, migration 0012).
+    with eng.connect() as conn:
         cfg.attributes["connection"] = conn
         fn(cfg, *args)
+        conn.commit()
 
 
 def upgrade(revision: str = "head", engine: Engine | None = None) -> None:

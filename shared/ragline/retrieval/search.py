@@ -388,13 +388,15 @@ def vector_hits(
         "max_exact": EXACT_MAX_ROWS,
     }
     rows = _vector_rows(session, where, params)
+    unset = rows[0].iterative != "relaxed_order" if rows else not _has_settings(session)
+    if unset and (not rows or rows[0].plan == "hnsw"):
+        # A connection without the session settings (its HNSW walk may stop at ef_search
+        # rows, even at none): set them here and search again.
+        _settings(session, HNSW_EF_SEARCH)
+        rows = _vector_rows(session, where, params)
     if not rows:
         return [], "exact", 0
     plan, candidates = str(rows[0].plan), int(rows[0].candidates)
-    if plan == "hnsw" and rows[0].iterative != "relaxed_order":
-        # A connection without the session settings: set them here and search again.
-        _settings(session, HNSW_EF_SEARCH)
-        rows = _vector_rows(session, where, params)
     if plan == "hnsw" and len(rows) >= limit and _missed(session, where, params, rows):
         # The graph walk stayed in the wrong region (seen on clustered data, issue 14): a
         # much wider walk first, the exact scan if that misses too.
@@ -573,6 +575,13 @@ def describe() -> dict[str, Any]:
         "hybrid_vector_weight": HYBRID_VECTOR_WEIGHT,
         "fusion_depth": FUSION_DEPTH,
     }
+
+
+def _has_settings(session: Session) -> bool:
+    """Whether the connection runs with the search settings (asked only when a search found
+    nothing, so the rows could not tell)."""
+    value = session.scalar(_sql("select current_setting('hnsw.iterative_scan', true)"))
+    return bool(value == "relaxed_order")
 
 
 def _settings(session: Session, ef_search: int) -> None:

@@ -61,14 +61,17 @@ resource "google_cloudfunctions2_function" "default" {
   }
 
   service_config {
-    available_memory               = var.memory
-    timeout_seconds                = var.timeout_seconds
-    max_instance_count             = var.max_instances
-    min_instance_count             = 0
-    ingress_settings               = var.ingress_settings
-    all_traffic_on_latest_revision = true
-    service_account_email          = google_service_account.default.email
-    environment_variables          = var.environment_variables
+    available_memory                 = var.memory
+    available_cpu                    = var.cpu
+    max_instance_request_concurrency = var.concurrency
+    timeout_seconds                  = var.timeout_seconds
+    max_instance_count               = var.max_instances
+    min_instance_count               = 0
+    ingress_settings                 = var.ingress_settings
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.default.email
+    # The function's own admission limit agrees with the platform's (issue 16).
+    environment_variables = merge(var.environment_variables, { MAX_CONCURRENT_REQUESTS = tostring(var.concurrency) })
 
     dynamic "secret_environment_variables" {
       for_each = var.secret_environment_variables

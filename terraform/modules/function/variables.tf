@@ -4,6 +4,28 @@ variable "build_service_account" {
   default     = null
 }
 
+variable "concurrency" {
+  description = "Requests one instance runs at once (Cloud Run max_instance_request_concurrency); also passed as MAX_CONCURRENT_REQUESTS, the function's own admission limit (ragline.guardrails.admission)."
+  type        = number
+  default     = 1
+  nullable    = false
+  validation {
+    condition     = var.concurrency >= 1 && var.concurrency <= 1000
+    error_message = "concurrency must be between 1 and 1000."
+  }
+}
+
+variable "cpu" {
+  description = "vCPUs per instance (Cloud Run needs at least 1 for a concurrency above 1)."
+  type        = string
+  default     = "1"
+  nullable    = false
+  validation {
+    condition     = contains(["0.583", "1", "2", "4", "6", "8"], var.cpu)
+    error_message = "cpu must be one of 0.583, 1, 2, 4, 6 or 8."
+  }
+}
+
 variable "description" {
   description = "Function description."
   type        = string
