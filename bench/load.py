@@ -264,12 +264,18 @@ def main() -> None:
         devstack.stop(stack)
         db.reset_engines()
         shutil.rmtree(home, ignore_errors=True)
+    from ragline.core.config import get_settings
+    from ragline.guardrails import admission
+
     base_p95 = levels["1_search_only"]["latency_ms"]["search"]["p95"]
     p95_16 = levels.get("16", {}).get("latency_ms", {}).get("search", {}).get("p95")
     result = {
         "cpus": os.cpu_count(),
         "duration_s": args.duration,
         "background_nice": args.background_nice,
+        # The functions' admission limit (guardrails/admission.py): what a 429 here means.
+        "max_concurrent_requests": admission.limit(),
+        "admission_wait_ms": get_settings().admission_wait_ms,
         "mix": dict(MIX),
         "levels": levels,
         "goals": {

@@ -338,3 +338,33 @@ def test_an_instance_at_its_concurrency_limit_answers_429_before_any_work(
         buckets = session.scalar(sa.text("select count(*) from rate_limit_bucket"))
     assert buckets == 0  # no rate-limit token was taken for them
     assert search.post("/", json=body, headers=tenant.headers).status_code == 200
+
+
+def test_a_full_waiting_line_refuses_at_once_and_a_waiter_gets_the_freed_slot(
+    configure: Callable[..., None],
+) -> None:
+    """As many requests may wait as there are slots; one more is refused without waiting,
+    and a waiter is admitted as soon as a slot frees up."""
+    from ragline.core.errors import OverloadedError
+    from ragline.guardrails import admission
+
+    configure(max_concurrent_requests="1", admission_wait_ms="10000")
+    got: list[str] = []
+    waiting = threading.Event()
+
+    def waiter() -> None:
+        waiting.set()
+        with admission.admitted():
+            got.append("admitted")
+
+    with admission.admitted():
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        waiting.wait()
+        while admission._waiting == 0:  # the waiter has taken the waiting place
+            time.sleep(0.01)
+        with pytest.raises(OverloadedError), admission.admitted():
+            pass
+        assert thread.is_alive() and got == []  # refused without waiting 10 s for it
+    thread.join(timeout=10)
+    assert got == ["admitted"]

@@ -317,14 +317,15 @@ class Settings(BaseSettings):
     max_concurrent_requests: int = Field(
         default=0,
         ge=0,
-        description="Requests one instance of an HTTP function runs at once (0: two per CPU); "
-        "deployments set it to the function's Cloud Run concurrency",
+        description="Requests one instance of an HTTP function runs at once (0: one per CPU); "
+        "as many more may wait. Deployments set it to the function's Cloud Run concurrency",
     )
     admission_wait_ms: int = Field(
-        default=100,
+        default=0,
         ge=0,
         le=10_000,
-        description="How long a request may wait for a free slot before `429 overloaded`",
+        description="How long a request may wait for a slot (as many may wait as there are "
+        "slots) before `429 overloaded`; 0: refused at once",
     )
 
     # --- the browser console (issue 19; docs/console.md) ---

@@ -258,10 +258,33 @@ def _vector_sql(where: _Where) -> str:
     # Only the chosen branch runs: the gate is a one-time filter on the counted CTE.
     # relaxed_order may return rows slightly out of order: `vector_hits` re-sorts them.
     return (
-        f"WITH n AS MATERIALIZED ({_bound_count_sql(where)}) "
+        f"WITH n AS MATERIALIZED ({_bound_count_sql(where)}), "
+        f"nearest AS MATERIALIZED (({exact}) UNION ALL ({approx})) "
         "SELECT nearest.*, (SELECT n FROM n) AS candidates, "
-        "current_setting('hnsw.iterative_scan', true) AS iterative "
-        f"FROM (({exact}) UNION ALL ({approx})) nearest"
+        "current_setting('hnsw.iterative_scan', true) AS iterative, "
+        f"({_miss_check_sql(where)}) AS missed FROM nearest"
+    )
+
+
+def _miss_check_sql(where: _Where) -> str:
+    """1 when a fixed random sample of the org (~1 % of the table's pages) holds a chunk
+    closer than the worst HNSW result that the result lacks: then the result is not the exact
+    top k. Evaluated once, in the vector statement itself, and only when its HNSW branch ran.
+    Cheap, and certain to notice a walk that found the wrong region, where every sampled chunk
+    of the right one is closer; chunks of documents not yet ready may raise a false alarm,
+    which only costs the retry."""
+    space = where.space
+    if space is not None and not space.legacy:
+        source, owner, ident = f"{space.storage} s", "s.space_id = :space", "s.chunk_id"
+    else:
+        source, owner, ident = "chunk s", "s.org_id = :org AND s.embedding_model = :model", "s.id"
+    return (
+        f"SELECT count(*) FROM (SELECT 1 FROM {source} "
+        "TABLESAMPLE SYSTEM (:sample_percent) REPEATABLE (14) "
+        f"WHERE (SELECT n FROM n) > :max_exact AND {owner} "
+        f"AND {ident} <> ALL (ARRAY(SELECT id FROM nearest)) "
+        "AND (s.embedding <=> CAST(:vector AS vector)) < (SELECT max(distance) FROM nearest) "
+        "LIMIT 1) sampled"
     )
 
 
@@ -331,47 +354,10 @@ def _vector_literal(vector: Sequence[float]) -> str:
     return _literal_format(len(vector)) % tuple(map(float, vector))
 
 
-#: Share of the table's pages sampled to check an HNSW result (`_missed`).
+#: Share of the table's pages sampled to check an HNSW result (`_miss_check_sql`).
 CHECK_SAMPLE_PERCENT = 1.0
 #: ef_search of the second walk when the check finds a miss.
 HNSW_RETRY_EF_SEARCH = 1000
-_MISS_CHECK = (
-    "SELECT count(*) FROM (SELECT 1 FROM chunk c "
-    "TABLESAMPLE SYSTEM (:sample_percent) REPEATABLE (14) "
-    "WHERE c.org_id = :org AND c.embedding_model = :model "
-    "AND c.id <> ALL(CAST(:found AS uuid[])) "
-    "AND (c.embedding <=> CAST(:vector AS vector)) < :worst LIMIT 1) s"
-)
-_SPACE_MISS_CHECK = (
-    "SELECT count(*) FROM (SELECT 1 FROM {table} v "
-    "TABLESAMPLE SYSTEM (:sample_percent) REPEATABLE (14) "
-    "WHERE v.space_id = :space "
-    "AND v.chunk_id <> ALL(CAST(:found AS uuid[])) "
-    "AND (v.embedding <=> CAST(:vector AS vector)) < :worst LIMIT 1) s"
-)
-
-
-def _missed(session: Session, where: _Where, params: dict[str, Any], rows: Sequence[Any]) -> bool:
-    """Whether a fixed random sample of the org (~1 % of the table's pages) holds a chunk
-    closer than the worst HNSW result that the result lacks: then the result is not the exact
-    top k. Cheap (a few ms), and certain to notice a walk that found the wrong region, where
-    every sampled chunk of the right one is closer. Chunks of documents not yet ready may
-    raise a false alarm, which only costs the retry."""
-    space = where.space
-    check, binds = _MISS_CHECK, {"org": where.params["org"], "model": where.params["model"]}
-    if space is not None and not space.legacy:
-        check, binds = _SPACE_MISS_CHECK.format(table=space.storage), {"space": space.id}
-    found = session.scalar(
-        _sql(check),
-        {
-            **binds,
-            "vector": params["vector"],
-            "found": [str(r.id) for r in rows],
-            "worst": float(rows[-1].distance),
-            "sample_percent": CHECK_SAMPLE_PERCENT,
-        },
-    )
-    return bool(found)
 
 
 def vector_hits(
@@ -386,6 +372,7 @@ def vector_hits(
         "limit": limit,
         "bound": EXACT_MAX_ROWS + 1,
         "max_exact": EXACT_MAX_ROWS,
+        "sample_percent": CHECK_SAMPLE_PERCENT,
     }
     rows = _vector_rows(session, where, params)
     unset = rows[0].iterative != "relaxed_order" if rows else not _has_settings(session)
@@ -397,13 +384,13 @@ def vector_hits(
     if not rows:
         return [], "exact", 0
     plan, candidates = str(rows[0].plan), int(rows[0].candidates)
-    if plan == "hnsw" and len(rows) >= limit and _missed(session, where, params, rows):
+    if plan == "hnsw" and len(rows) >= limit and rows[0].missed:
         # The graph walk stayed in the wrong region (seen on clustered data, issue 14): a
         # much wider walk first, the exact scan if that misses too.
         _settings(session, HNSW_RETRY_EF_SEARCH)
         rows = _vector_rows(session, where, params)
         plan = "hnsw-retry"
-        if len(rows) >= limit and _missed(session, where, params, rows):
+        if len(rows) >= limit and rows[0].missed:
             rows = []
     if plan.startswith("hnsw") and len(rows) < limit:
         # The graph walk gave up (max_scan_tuples) before finding `limit` rows of this

@@ -114,9 +114,17 @@ async function api(fn, path, opts = {}) {
     body = opts.raw;
   }
   if (method !== "GET") headers["Idempotency-Key"] = randomId();
-  const resp = await fetch(url, {
-    method, headers, body, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer",
-  });
+  let resp;
+  for (let attempt = 1; ; attempt++) {
+    resp = await fetch(url, {
+      method, headers, body, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer",
+    });
+    // A busy instance (429 overloaded) or a rate limit says when to come back: a GET, or a
+    // write under its Idempotency-Key, is safe to send again (three tries, 5 s at most).
+    const wait = +(resp.headers.get("Retry-After") || 0);
+    if (resp.status !== 429 || attempt >= 3 || !(wait > 0 && wait <= 5)) break;
+    await new Promise((done) => setTimeout(done, wait * 1000));
+  }
   const limit = resp.headers.get("RateLimit-Limit");
   if (limit) {
     state.rate = { fn, limit: +limit, remaining: +resp.headers.get("RateLimit-Remaining"),
