@@ -10,6 +10,9 @@ single-client value.
 Appends one JSON line to bench/results/load.jsonl.
 
     PYTHONPATH=shared .venv/bin/python bench/load.py [--duration 60] [--clients 8 16 32]
+
+Clients honour Retry-After on a 429 (an instance at its concurrency limit refuses at once,
+`ragline.guardrails.admission`); 429s are counted apart and are not in the latencies.
 """
 
 from __future__ import annotations
@@ -209,9 +212,10 @@ def main() -> None:
     parser.add_argument(
         "--background-nice",
         type=int,
-        default=0,
+        default=19,
         help="run the stage functions at this niceness (0: off): on one 2-core machine they "
-        "otherwise take the CPU that separate instances give search in Google Cloud",
+        "otherwise take the CPU that separate instances give search in Google Cloud "
+        "(19, the lowest priority: background work yields whenever a request needs the CPU)",
     )
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
