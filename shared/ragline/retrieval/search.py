@@ -43,7 +43,8 @@ HYBRID_VECTOR_WEIGHT = 0.7
 #: Candidate counts up to this use an exact scan (~1-2 ms at 1 000 rows on 2 cores, with the
 #: vectors stored inline: migration 0004); above it HNSW with iterative scans (issue 14).
 EXACT_MAX_ROWS = 2_000
-#: ef_search of the HNSW branch: 200 lost a whole query's top-10 on clustered data (issue 14).
+#: ef_search of the HNSW branch: 200 on graphs built with ef_construction 128 (migration 0012;
+#: on the old graphs even 400 lost neighbours at large orgs, bench/hnsw_params.py, issue 14).
 #: Set for every connection by `db.engine.SESSION_SETTINGS`; a deeper search sets its own.
 HNSW_EF_SEARCH = int(SESSION_SETTINGS["hnsw.ef_search"])
 #: Each list feeds this many candidates into the fusion.
