@@ -45,7 +45,7 @@ def main() -> None:
     from ragline.core.config import Settings, get_settings
     from ragline.db import engine as db
     from ragline.db import tenancy
-    from ragline.retrieval import search
+    from ragline.retrieval import search, spaces
     from ragline.testing.hashing import HASHING_NAME
 
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -69,7 +69,7 @@ def main() -> None:
                 {str(corpus.chunk_ids[r]) for r in t}
                 for t in exact_top_k(corpus, org, q.vectors, 10)
             ]
-            queries[org.slug] = ([search._vector_literal(v) for v in q.vectors], truth)
+            queries[org.slug] = ([spaces.vector_literal(v) for v in q.vectors], truth)
         for m, efc in builds:
             began = time.monotonic()
             with owner.begin() as c:

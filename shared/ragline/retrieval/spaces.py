@@ -12,7 +12,9 @@ transaction.
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -195,9 +197,16 @@ def _write_table_sql(dim: int) -> sa.TextClause:
 _WRITE_TABLE = {dim: _write_table_sql(dim) for dim in VECTOR_DIMS}
 
 
-def vector_literal(vector: list[float]) -> str:
-    """pgvector's text form; 9 significant digits round-trip a float32 exactly."""
-    return "[" + ",".join(f"{x:.9g}" for x in vector) + "]"
+@functools.lru_cache(maxsize=16)
+def _literal_format(dim: int) -> str:
+    return "[" + ",".join(["%.9g"] * dim) + "]"
+
+
+def vector_literal(vector: Sequence[float]) -> str:
+    """pgvector's text form, in one C-level format call (~55 us for 384 floats, against
+    ~245 us for a join of per-float formats; issue 14). Nine significant digits round-trip a
+    float32 exactly, which is what pgvector stores."""
+    return _literal_format(len(vector)) % tuple(map(float, vector))
 
 
 def write_vectors(
