@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import os
 import shutil
@@ -154,17 +153,6 @@ def run_library(
 PLAIN_EF_SEARCH = 200
 
 
-@functools.lru_cache(maxsize=4)
-def _text_format(dim: int) -> str:
-    return "[" + ",".join(["%.9g"] * dim) + "]"
-
-
-def vector_text(vector: Any) -> str:
-    """pgvector text for the plain reference: the fastest plain Python we know (one C-level
-    format call, nine significant digits, lossless for float32), as a tuned client would."""
-    return _text_format(len(vector)) % tuple(map(float, vector))
-
-
 class PlainReference:
     """The hand-tuned plain pgvector reference on the same table and queries: btree on
     org_id, HNSW with `hnsw.iterative_scan = relaxed_order`, ef_search 200 (session
@@ -192,9 +180,11 @@ class PlainReference:
         self.found: list[list[str]] = []
 
     def run(self, org: OrgData, vector: Any) -> None:
+        from ragline.retrieval.spaces import vector_literal  # the fastest text form we know
+
         # Timed from the vector, as ragline's search is: both turn it into pgvector text.
         started = time.perf_counter()
-        literal = vector_text(vector)
+        literal = vector_literal(vector)
         params: dict[str, Any] = {"org": org.org_id, "vector": literal, "k": TOP_K}
         stmt = self.STMT
         if self._principals is not None:

@@ -42,11 +42,7 @@ def principals_setting(principals: Collection[str] | None) -> str:
     return ",".join(sorted(principals))
 
 
-_BIND = sa.text(
-    "select set_config('app.org_id', :org, true), set_config('app.principals', :p, true)"
-)
-#: The same statement in the driver's paramstyle, for `wire.defer`.
-_BIND_FORMAT = "select set_config('app.org_id', %s, true), set_config('app.principals', %s, true)"
+_BIND = "select set_config('app.org_id', %s, true), set_config('app.principals', %s, true)"
 
 
 def bind_org(
@@ -64,9 +60,9 @@ def bind_org(
     first statement, in the same round trip, and its failure fails that statement."""
     if not isinstance(org_id, uuid.UUID):
         raise TenancyError("org_id must be a UUID")
-    values = (str(org_id), principals_setting(principals))
-    if not wire.defer(session.connection(), _BIND_FORMAT, values):
-        session.execute(_BIND, {"org": values[0], "p": values[1]})
+    wire.defer_or_execute(
+        session.connection(), _BIND, (str(org_id), principals_setting(principals))
+    )
     session.info[_ORG_KEY] = org_id
     session.info[_USER_KEY] = user_id
     session.info[_PRINCIPALS_KEY] = None if principals is None else frozenset(principals)

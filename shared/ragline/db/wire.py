@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -80,6 +80,13 @@ def defer(connection: Connection, operation: str, args: tuple[Any, ...]) -> bool
     name, columns, input_funcs = _prepared(dbapi_conn, statement, ())
     pending.append((name, make_params(dbapi_conn.py_types, args), statement, columns, input_funcs))
     return True
+
+
+def defer_or_execute(connection: Connection, operation: str, args: tuple[Any, ...]) -> None:
+    """`defer` on pg8000; on another driver, execute `operation` at once (`%s` placeholders,
+    which the other PostgreSQL drivers take too)."""
+    if not defer(connection, operation, args):
+        connection.exec_driver_sql(operation, args)
 
 
 def cached(dbapi_conn: Any) -> int:
@@ -193,10 +200,14 @@ def _read(conn: Any, replies: list[Any], result: Any) -> None:
             if conn._sock is None:
                 break  # the connection is gone: nothing more to read
     if first is not None:
-        converted = _dbapi_error(first)
-        if converted is first:
-            raise first
-        raise converted from first
+        _raise_as_dbapi(first)
+
+
+def _raise_as_dbapi(exc: BaseException) -> NoReturn:
+    converted = _dbapi_error(exc)
+    if converted is exc:
+        raise exc
+    raise converted from exc
 
 
 def _dbapi_error(exc: BaseException) -> BaseException:
@@ -269,10 +280,7 @@ def _prepared(conn: Any, statement: str, oids: tuple[int, ...]) -> tuple[bytes, 
     try:
         entry = tuple(conn.prepare_statement(statement, list(oids)))
     except Exception as exc:  # a syntax error, an unknown column: the server's own reply
-        converted = _dbapi_error(exc)
-        if converted is exc:
-            raise
-        raise converted from exc
+        _raise_as_dbapi(exc)
     cache[key] = entry
     return entry
 

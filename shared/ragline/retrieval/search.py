@@ -295,16 +295,11 @@ _CUSTOM = {"plan_cache_mode": SESSION_SETTINGS["plan_cache_mode"], "enable_sort"
 
 
 def _set_local(session: Session, values: dict[str, str]) -> None:
-    """`set_config(name, value, true)` for each, deferred to the next statement's round trip
-    on pg8000 (`db.wire.defer`), executed at once on another driver."""
-    names = list(values)
-    sql = "select " + ", ".join(f"set_config('{n}', %s, true)" for n in names)
-    args = tuple(values[n] for n in names)
-    if not wire.defer(session.connection(), sql, args):
-        session.execute(
-            _sql(sql.replace("%s", ":v{}").format(*range(len(names)))),
-            dict((f"v{i}", a) for i, a in enumerate(args)),
-        )
+    """`set_config(name, value, true)` for each, in one statement deferred to the next
+    statement's round trip on pg8000 (`db.wire.defer_or_execute`)."""
+    sql = "select " + ", ".join("set_config(%s, %s, true)" for _ in values)
+    args = tuple(item for pair in values.items() for item in pair)
+    wire.defer_or_execute(session.connection(), sql, args)
 
 
 def _vector_rows(session: Session, where: _Where, params: dict[str, Any]) -> Sequence[Any]:
@@ -561,12 +556,10 @@ def _has_settings(session: Session) -> bool:
 
 
 def _settings(session: Session, ef_search: int) -> None:
-    """The connection's search settings (`SESSION_SETTINGS`) for this transaction only, in
-    one round trip: for a search deeper than the default ef_search allows, or a connection
-    that did not come from `db.engine.build_engine`."""
-    values = {**SESSION_SETTINGS, "hnsw.ef_search": str(ef_search)}
-    calls = [sa.func.set_config(name, value, True) for name, value in values.items()]
-    session.execute(sa.select(*calls))
+    """The connection's search settings (`SESSION_SETTINGS`) for this transaction only, sent
+    with the next statement: for a search deeper than the default ef_search allows, or a
+    connection that did not come from `db.engine.build_engine`."""
+    _set_local(session, {**SESSION_SETTINGS, "hnsw.ef_search": str(ef_search)})
 
 
 def search(
