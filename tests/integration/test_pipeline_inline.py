@@ -87,6 +87,31 @@ def test_text_body_with_title_param(tenant: Tenant) -> None:
 
 
 @pytest.mark.usefixtures("inline")
+def test_chunk_text_survives_the_one_statement_insert_byte_for_byte(tenant: Tenant) -> None:
+    """The chunk rows travel as one JSON parameter: quotes, backslashes, control
+    characters, JSON-looking text, line separators and astral characters come back exact."""
+    hostile = (
+        '# T\n\nQuote " and \\ backslash, \\u0041 and {"ord": 9, "text": "x"} literal. '
+        "Tab\tcarriage\rreturn \u2028 separator \u2029 and emoji \U0001f600 \u00e9t\u00e9.\n\n"
+    ) * 30
+    resp = ingest(tenant, title="Hostile", text=hostile)
+    assert resp.status_code == 202, resp.json
+    doc_id = uuid.UUID(resp.json["document_id"])
+    expected = split_document(hostile)
+    assert len(expected) > 1
+    with tenancy.tenant_session(tenant.org_id) as s:
+        stored = s.execute(
+            sa.select(Chunk.ord, Chunk.text, Chunk.start_offset, Chunk.end_offset)
+            .where(Chunk.document_id == doc_id)
+            .order_by(Chunk.ord)
+        ).all()
+    assert [(r.ord, r.text, r.start_offset, r.end_offset) for r in stored] == [
+        (p.ord, p.text, p.start, p.end) for p in expected
+    ]
+    assert all(r.text == hostile[r.start_offset : r.end_offset] for r in stored)
+
+
+@pytest.mark.usefixtures("inline")
 def test_duplicate_and_concurrent_deliveries_create_no_duplicates(tenant: Tenant) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

@@ -133,6 +133,30 @@ def test_minilm_batching_matches_one_by_one(minilm: MiniLMEmbedder) -> None:
             assert cosine(alone, vector) >= 1 - _batch_tolerance(minilm)
 
 
+def test_minilm_worker_threads_keep_each_call_in_order_when_called_concurrently(
+    minilm: MiniLMEmbedder,
+) -> None:
+    """Sub-batches of every call share the embedder's worker threads: calls from several
+    request threads at once each get their own vectors, in their own order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    topics = ["Cooking pasta", "Quantum physics", "A football match", "Tax law"]
+    things = ["volcano", "violin", "spreadsheet", "giraffe", "satellite", "pancake", "glacier"]
+    calls = [
+        [
+            f"{topic} and the {thing}. " + "More detail. " * (i * 7 % 40)
+            for i, thing in enumerate(things)
+        ]
+        for topic in topics
+    ]
+    alone = [minilm.embed(texts) for texts in calls]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(minilm.embed, calls))
+    for expected, got in zip(alone, together, strict=True):
+        for a, b in zip(expected, got, strict=True):
+            assert cosine(a, b) >= 1 - _batch_tolerance(minilm)
+
+
 def test_minilm_truncates_long_text_at_256_tokens(minilm: MiniLMEmbedder) -> None:
     base = "alpha beta gamma delta " * 80  # about 320 tokens
     a, b = minilm.embed([base, base + " omega" * 50])

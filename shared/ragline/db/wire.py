@@ -89,6 +89,13 @@ def defer_or_execute(connection: Connection, operation: str, args: tuple[Any, ..
         connection.exec_driver_sql(operation, args)
 
 
+def set_local(connection: Connection, values: dict[str, str]) -> None:
+    """`set_config(name, value, true)` for each (transaction-local settings), in one statement
+    deferred to the next statement's round trip (`defer_or_execute`)."""
+    sql = "select " + ", ".join("set_config(%s, %s, true)" for _ in values)
+    defer_or_execute(connection, sql, tuple(item for pair in values.items() for item in pair))
+
+
 def cached(dbapi_conn: Any) -> int:
     """How many prepared statements the connection holds (tests, diagnostics)."""
     return len(getattr(dbapi_conn, _CACHE, None) or ())

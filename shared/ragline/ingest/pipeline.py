@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import orm
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session
 
@@ -26,7 +27,7 @@ from ragline.core.errors import (
     TransientError,
 )
 from ragline.core.logs import log
-from ragline.db import tenancy
+from ragline.db import tenancy, wire
 from ragline.db.models import Chunk, Document, DocumentPart, Run
 from ragline.guardrails import fairshare
 from ragline.ingest import documents, queues
@@ -80,11 +81,16 @@ def _async_commit(session: Session) -> None:
     hundred milliseconds of stage commits, atomically and in order: the document is left
     behind where it was, its task already acknowledged, and `reconcile` re-enqueues the lost
     work. The ingest request itself (what a client was told) stays synchronous."""
-    session.execute(sa.text("SET LOCAL synchronous_commit = off"))
+    wire.set_local(session.connection(), {"synchronous_commit": "off"})
 
 
 def _locked_doc(session: Session, doc_id: uuid.UUID) -> Document | None:
-    return tenancy.get(session, Document, doc_id, for_update=True)
+    """The document row, locked, without its text (loaded only if read)."""
+    return session.scalars(
+        tenancy.scoped_select(session, Document, Document.id == doc_id)
+        .options(orm.defer(Document.content))
+        .with_for_update()
+    ).one_or_none()
 
 
 # --- stages ------------------------------------------------------------------------------
@@ -331,8 +337,6 @@ def chunk(task: TaskPayload) -> None:
         )
         rows = [
             {
-                "org_id": task.org_id,
-                "document_id": task.document_id,
                 "ord": p.ord,
                 "text": p.text,
                 "section_label": p.section_label,
@@ -348,10 +352,7 @@ def chunk(task: TaskPayload) -> None:
         doc = _locked_doc(session, task.document_id)
         if doc is None or doc.status not in ACTIVE:
             return
-        if rows:
-            session.execute(
-                insert(Chunk).on_conflict_do_nothing(index_elements=["document_id", "ord"]), rows
-            )
+        documents.insert_chunks(session, doc.id, rows)
         n_chunks = tenancy.count(session, Chunk, Chunk.document_id == doc.id)
         if doc.status != "embedding":
             doc.status = "embedding"

@@ -295,11 +295,7 @@ _CUSTOM = {"plan_cache_mode": SESSION_SETTINGS["plan_cache_mode"], "enable_sort"
 
 
 def _set_local(session: Session, values: dict[str, str]) -> None:
-    """`set_config(name, value, true)` for each, in one statement deferred to the next
-    statement's round trip on pg8000 (`db.wire.defer_or_execute`)."""
-    sql = "select " + ", ".join("set_config(%s, %s, true)" for _ in values)
-    args = tuple(item for pair in values.items() for item in pair)
-    wire.defer_or_execute(session.connection(), sql, args)
+    wire.set_local(session.connection(), values)
 
 
 def _vector_rows(session: Session, where: _Where, params: dict[str, Any]) -> Sequence[Any]:
