@@ -255,6 +255,13 @@ class Settings(BaseSettings):
         description="Local stack: a failed stage re-enqueues itself later (exponential backoff) "
         "instead of answering 503 to an emulator that retries at once",
     )
+    task_local_dispatches: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Local stack: tasks of one queue the Cloud Tasks emulator delivers at once "
+        "(Cloud Tasks: the queue's max_concurrent_dispatches)",
+    )
     task_min_backoff_s: float = Field(default=0.5, ge=0, description="TASK_LOCAL_BACKOFF start")
     task_max_backoff_s: float = Field(default=10.0, ge=0, description="TASK_LOCAL_BACKOFF cap")
     fault_inject: str = Field(

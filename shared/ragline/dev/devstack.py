@@ -82,6 +82,16 @@ def _emulator_bin() -> str:
     )
 
 
+def _emulator_python() -> str:
+    """The interpreter of the emulator's installation (its script's `#!` line)."""
+    script = Path(_emulator_bin())
+    first = script.read_bytes()[:512].split(b"\n", 1)[0].decode(errors="replace")
+    python = first[2:].strip() if first.startswith("#!") else ""
+    if not python or not Path(python.split()[0]).exists():
+        raise ConfigurationError(f"cannot tell the Python interpreter of {script}")
+    return python.split()[0]
+
+
 def wait_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -180,9 +190,14 @@ def start_emulator(port: int, logs: Path) -> subprocess.Popen[bytes]:
     for stage in STAGES:
         path = f"projects/{settings.gcp_project}/locations/{settings.gcp_region}/queues/"
         queue_args += ["-d", path + queue_name(stage, settings)]
+    # Our launcher (tasks_emulator.py), run by the emulator's own interpreter: the emulator
+    # with Cloud Tasks' concurrent dispatch instead of one delivery at a time.
     return _spawn(
         [
-            _emulator_bin(),
+            _emulator_python(),
+            str(Path(__file__).with_name("tasks_emulator.py")),
+            "--concurrency",
+            str(settings.task_local_dispatches),
             "start",
             f"--port={port}",
             "-q",
