@@ -96,6 +96,14 @@ def set_local(connection: Connection, values: dict[str, str]) -> None:
     defer_or_execute(connection, sql, tuple(item for pair in values.items() for item in pair))
 
 
+def async_commit(connection: Connection) -> None:
+    """This transaction's COMMIT does not wait for the WAL flush (`synchronous_commit = off`,
+    sent with the next statement): for writes a database crash may lose, as a whole and in
+    order, because something else redoes them (pipeline stages: the queue and reconcile;
+    fair-share leases: they expire)."""
+    set_local(connection, {"synchronous_commit": "off"})
+
+
 def cached(dbapi_conn: Any) -> int:
     """How many prepared statements the connection holds (tests, diagnostics)."""
     return len(getattr(dbapi_conn, _CACHE, None) or ())

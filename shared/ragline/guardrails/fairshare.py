@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ragline.core.config import get_settings
-from ragline.db import tenancy
+from ragline.db import tenancy, wire
 from ragline.db.models import Org
 
 _CLAIM = sa.text(
@@ -66,12 +66,6 @@ def org_limit(session: Session, name: str, default: int) -> int:
     return default
 
 
-#: Leases are ephemeral: a crash that loses the last few of them loses nothing (they expire
-#: anyway), so their commits do not wait for the WAL flush — two fsyncs per stage task were
-#: 20 ms of its overhead on a busy 2-core machine (issue 16).
-_ASYNC_COMMIT = sa.text("SET LOCAL synchronous_commit = off")
-
-
 def try_claim(
     org_id: uuid.UUID,
     stage: str,
@@ -84,7 +78,9 @@ def try_claim(
     `limits.<limit>` slots (default `default`, else ORG_STAGE_CONCURRENCY)."""
     settings = get_settings()
     with tenancy.tenant_session(org_id) as session:
-        session.execute(_ASYNC_COMMIT)
+        # Leases are ephemeral (they expire): two fsyncs per stage task were 20 ms of its
+        # overhead on a busy 2-core machine (issue 16).
+        wire.async_commit(session.connection())
         fallback = default if default is not None else settings.org_stage_concurrency
         slots = org_limit(session, limit, fallback)
         params = {
@@ -100,7 +96,7 @@ def try_claim(
 
 def release(org_id: uuid.UUID, stage: str, slot: int, holder: str) -> None:
     with tenancy.tenant_session(org_id) as session:
-        session.execute(_ASYNC_COMMIT)
+        wire.async_commit(session.connection())
         session.execute(
             sa.text(
                 "DELETE FROM stage_lease WHERE org_id = :org AND stage = :stage "

@@ -81,7 +81,7 @@ def _async_commit(session: Session) -> None:
     hundred milliseconds of stage commits, atomically and in order: the document is left
     behind where it was, its task already acknowledged, and `reconcile` re-enqueues the lost
     work. The ingest request itself (what a client was told) stays synchronous."""
-    wire.set_local(session.connection(), {"synchronous_commit": "off"})
+    wire.async_commit(session.connection())
 
 
 def _locked_doc(session: Session, doc_id: uuid.UUID) -> Document | None:
@@ -467,10 +467,9 @@ def embed(task: TaskPayload) -> None:
         # Under the row lock, this statement sees every other batch's committed vectors.
         # The searched space decides; a cutover since the read is seen here.
         searched: spaces.Space | None = spaces.active(session) if live else None
-        missing = tenancy.count(
-            session, Chunk, Chunk.document_id == task.document_id, spaces.missing(searched)
-        )
-        done = missing == 0 and _complete(session, doc, searched)
+        counts = _counts(session, doc, searched)
+        missing = counts.unembedded
+        done = missing == 0 and _complete(session, doc, searched, counts)
     if done:
         _log_ready(task, doc.chunk_count or 0)
     elif missing == 0:
@@ -510,10 +509,16 @@ def _enqueue_finalize(task: TaskPayload) -> None:
     )
 
 
-def _complete(session: Session, doc: Document, space: Space | None = None) -> bool:
-    """With the document row locked: when every expected chunk is there (ords contiguous) and
-    has a vector in the searched space (`space`; None: `chunk.embedding`), mark it ready and
-    its ingest run succeeded; False (nothing changed) otherwise."""
+@dataclass(frozen=True)
+class _Counts:
+    total: int
+    unembedded: int
+    contiguous: bool
+
+
+def _counts(session: Session, doc: Document, space: Space | None) -> _Counts:
+    """The document's chunks, those without a vector in `space` (None: `chunk.embedding`),
+    and whether their ords run 0..n-1: one statement."""
     from ragline.retrieval import spaces
 
     total, unembedded, lo, hi = session.execute(
@@ -524,16 +529,19 @@ def _complete(session: Session, doc: Document, space: Space | None = None) -> bo
             sa.func.max(Chunk.ord),
         ).where(Chunk.org_id == doc.org_id, Chunk.document_id == doc.id)
     ).one()
-    expected = doc.chunk_count or 0
-    contiguous = total == 0 or (lo == 0 and hi == total - 1)
-    if total != expected or unembedded != 0 or not contiguous:
+    return _Counts(total, unembedded, total == 0 or (lo == 0 and hi == total - 1))
+
+
+def _complete(
+    session: Session, doc: Document, space: Space | None = None, counts: _Counts | None = None
+) -> bool:
+    """With the document row locked: when every expected chunk is there (ords contiguous) and
+    has a vector in the searched space (`space`; None: `chunk.embedding`), mark it ready and
+    its ingest run succeeded; False (nothing changed) otherwise. `counts`: `_counts` of the
+    same transaction, when the caller has them."""
+    counts = counts or _counts(session, doc, space)
+    if counts.total != (doc.chunk_count or 0) or counts.unembedded or not counts.contiguous:
         return False
-    ingested = session.scalar(
-        sa.select(sa.extract("epoch", sa.func.now() - Document.created_at)).where(
-            Document.id == doc.id
-        )
-    )
-    total_ms = round(float(ingested or 0) * 1000, 1)
     doc.status = "ready"
     doc.error = None
     doc.updated_at = sa.func.now()
@@ -542,12 +550,16 @@ def _complete(session: Session, doc: Document, space: Space | None = None) -> bo
         # The new version of an object takes over in this same transaction: no moment
         # where a search finds neither (issue 13).
         documents.delete(session, doc.replaces_id)
-    session.execute(
-        tenancy.scoped_update(session, Document, Document.id == doc.id).values(
-            timings=Document.timings.op("||")(sa.func.jsonb_build_object("total_ms", total_ms))
-        )
+    ingest_ms = sa.func.round(
+        sa.cast(sa.extract("epoch", sa.func.now() - Document.created_at) * 1000, sa.Numeric), 1
     )
-    session.refresh(doc)
+    total_ms = sa.func.jsonb_build_object("total_ms", ingest_ms)
+    timings = session.execute(
+        tenancy.scoped_update(session, Document, Document.id == doc.id)
+        .values(timings=Document.timings.op("||")(total_ms))
+        .returning(Document.timings)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
     session.execute(
         tenancy.scoped_update(
             session,
@@ -559,7 +571,7 @@ def _complete(session: Session, doc: Document, space: Space | None = None) -> bo
             status="succeeded",
             finished_at=sa.func.now(),
             updated_at=sa.func.now(),
-            state={"chunks": total, "timings": doc.timings},
+            state={"chunks": counts.total, "timings": timings},
         )
     )
     return True
