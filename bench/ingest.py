@@ -107,6 +107,40 @@ def _summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def cpu_by_part() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each part of the local stack, read from
+    /proc: each function by name, postgres, the tasks emulator, the rest of this machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parts: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        if "--target=" in cmd:
+            part = cmd.split("--target=", 1)[1].split()[0]
+        elif "postgres" in stat.split(")")[0] or "postgres" in cmd.split(" ", 1)[0]:
+            part = "postgres"
+        elif "tasks_emulator" in cmd or "gcloud-tasks-emulator" in cmd:
+            part = "tasks emulator"
+        else:
+            part = "other"
+        parts[part] = parts.get(part, 0.0) + seconds
+    return parts
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Per part, CPU seconds between two `cpu_by_part` readings (largest first); processes
+    that ended in between are not counted."""
+    used = {k: round(v - before.get(k, 0.0), 2) for k, v in after.items()}
+    return dict(sorted(((k, v) for k, v in used.items() if v >= 0.05), key=lambda kv: -kv[1]))
+
+
 def bare_embed(docs: list[dict[str, Any]], batch: int) -> dict[str, Any]:
     """The same chunks through `get_embedder()` in this process, EMBED_BATCH_CHUNKS at a time."""
     from ragline.retrieval.embeddings import get_embedder
@@ -117,6 +151,7 @@ def bare_embed(docs: list[dict[str, Any]], batch: int) -> dict[str, Any]:
     embedder.embed(["warm up"])
     chunks = [c for d in docs for c in d["chunks"]]
     started = time.perf_counter()
+    cpu_started = time.process_time()
     for doc in docs:
         pieces = doc["chunks"]
         for first in range(0, len(pieces), batch):
@@ -127,6 +162,7 @@ def bare_embed(docs: list[dict[str, Any]], batch: int) -> dict[str, Any]:
         "load_s": round(load_s, 2),
         "chunks": len(chunks),
         "seconds": round(seconds, 1),
+        "cpu_seconds": round(time.process_time() - cpu_started, 1),
         "chunks_per_s": round(len(chunks) / seconds, 2),
     }
 
@@ -177,6 +213,7 @@ def main() -> None:
             {"title": "warm-up", "text": f"Warm-up document {time.time()}.", "kind": "warm-up"},
         )
         wait_all_ready(stack, [warm["document_id"]], 120, lambda _n: None)
+        cpu_before = cpu_by_part()
         started = time.monotonic()
         started_wall = time.time()
         ids: list[str] = []
@@ -202,6 +239,7 @@ def main() -> None:
                 break
             time.sleep(args.poll)
         elapsed = time.monotonic() - started
+        cpu = cpu_used(cpu_before, cpu_by_part())
         if pending:
             raise TimeoutError(f"{len(pending)} documents not ready after {args.timeout:.0f}s")
         say(f"all ready after {elapsed:.1f}s ({polls} list polls); reading timings")
@@ -230,6 +268,7 @@ def main() -> None:
     bare = dict(bare_after)
     bare["seconds"] = round((bare_before["seconds"] + bare_after["seconds"]) / 2, 1)
     bare["chunks_per_s"] = round(bare["chunks"] / bare["seconds"], 2)
+    bare["cpu_seconds"] = round((bare_before["cpu_seconds"] + bare_after["cpu_seconds"]) / 2, 1)
     bare["runs"] = {
         "before_chunks_per_s": bare_before["chunks_per_s"],
         "after_chunks_per_s": bare_after["chunks_per_s"],
@@ -254,6 +293,9 @@ def main() -> None:
             "chunks_per_s": round(pipeline_cps, 2),
             "status_polls": polls,
             "stages_ms": stages,
+            "cpu_seconds": cpu,
+            "cpu_seconds_total": round(sum(cpu.values()), 1),
+            "local_dispatches": settings.task_local_dispatches,
             "embed_share_of_stage_time": round(
                 stages["embed_ms"]["sum"]
                 / max(1.0, stages["embed_ms"]["sum"] + stages["chunk_ms"]["sum"]),
@@ -271,6 +313,9 @@ def main() -> None:
             "total_ms is created → ready per document",
             "bare_embedder": "same chunk texts, same batches, in-process, once before the stack "
             "started and once after it stopped; seconds = their mean",
+            "cpu_seconds": "per part of the stack, from /proc, first POST to the last poll "
+            "(the machine's CPU-seconds: the pipeline is CPU-bound when their total is close "
+            "to cpus x seconds)",
         },
     }
     if args.no_record:
