@@ -273,3 +273,29 @@ def test_only_the_whole_org_vector_statement_runs_on_a_generic_plan(hashing: Non
     run(org, "sailing boats keel rudder", "hybrid", kind="note")  # filtered: custom plans
     generic, custom = _plans_by_statement()["vector"]
     assert generic == 0 and custom > 0
+
+
+def test_large_tables_get_a_deeper_hnsw_walk(
+    hashing: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ef_search follows the searched table's row estimate (pg_class, after ANALYZE): the
+    default below LARGE_TABLE_ROWS, LARGE_TABLE_EF_SEARCH from it; the estimate is read
+    once per TABLE_ROWS_TTL_S."""
+    org = make_org("deep-walk")
+    for i in range(3):
+        add_doc(org, f"doc {i}", f"Paragraph {i} about lighthouses and their keepers. " * 40)
+    with db.owner_session() as session:
+        session.execute(sa.text("ANALYZE chunk"))
+        rows = session.scalar(sa.text("SELECT reltuples FROM pg_class WHERE relname = 'chunk'"))
+    assert rows is not None and rows > 0
+    search._table_rows.clear()
+    with tenancy.tenant_session(org) as session:
+        where = search._conditions(session, "hashing-v1", None)
+        assert search._estimated_rows(session, "chunk") == rows
+        assert search.base_ef_search(session, where) == search.HNSW_EF_SEARCH
+        monkeypatch.setattr(search, "LARGE_TABLE_ROWS", int(rows))
+        assert search.base_ef_search(session, where) == search.LARGE_TABLE_EF_SEARCH
+        monkeypatch.setattr(search, "LARGE_TABLE_ROWS", int(rows) + 1)
+        search._table_rows["chunk"] = (rows + 1, 0.0)  # expired: read again
+        assert search.base_ef_search(session, where) == search.HNSW_EF_SEARCH
+    search._table_rows.clear()

@@ -47,6 +47,13 @@ EXACT_MAX_ROWS = 2_000
 #: on the old graphs even 400 lost neighbours at large orgs, bench/hnsw_params.py, issue 14).
 #: Set for every connection by `db.engine.SESSION_SETTINGS`; a deeper search sets its own.
 HNSW_EF_SEARCH = int(SESSION_SETTINGS["hnsw.ef_search"])
+#: From this many rows in the searched table, the walk goes deeper: a 10 000-chunk org of a
+#: 1 000 000-row table lost neighbours at ef_search 200 (recall 0.943, min 0.7) that 400
+#: found (bench/README.md, the 1 000 000-row runs; issue 14). 200 held at 211 110 rows.
+LARGE_TABLE_ROWS = 500_000
+LARGE_TABLE_EF_SEARCH = 400
+#: Seconds a table's row estimate is reused (a catalog read, not worth one per search).
+TABLE_ROWS_TTL_S = 300.0
 #: Each list feeds this many candidates into the fusion.
 FUSION_DEPTH = 50
 
@@ -538,6 +545,7 @@ def describe() -> dict[str, Any]:
     return {
         "exact_max_rows": EXACT_MAX_ROWS,
         "hnsw_ef_search": HNSW_EF_SEARCH,
+        "hnsw_ef_search_large_table": {"rows": LARGE_TABLE_ROWS, "ef": LARGE_TABLE_EF_SEARCH},
         "fusion": "convex(min-max cosine, min-max ts_rank_cd of all-terms matches)",
         "hybrid_vector_weight": HYBRID_VECTOR_WEIGHT,
         "fusion_depth": FUSION_DEPTH,
@@ -549,6 +557,34 @@ def _has_settings(session: Session) -> bool:
     nothing, so the rows could not tell)."""
     value = session.scalar(_sql("select current_setting('hnsw.iterative_scan', true)"))
     return bool(value == "relaxed_order")
+
+
+_table_rows: dict[str, tuple[float, float]] = {}
+
+
+def _estimated_rows(session: Session, table: str) -> float:
+    """The planner's row estimate of `table` (`pg_class.reltuples`, kept by ANALYZE and
+    autovacuum), read at most once per TABLE_ROWS_TTL_S in this process."""
+    now = time.monotonic()
+    cached = _table_rows.get(table)
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    rows = session.scalar(
+        _sql("select greatest(reltuples, 0) from pg_class where oid = to_regclass(:t)"),
+        {"t": table},
+    )
+    value = float(rows or 0.0)
+    _table_rows[table] = (value, now + TABLE_ROWS_TTL_S)
+    return value
+
+
+def base_ef_search(session: Session, where: _Where) -> int:
+    """ef_search for the table searched (`chunk`, or the space's vector table): deeper walks
+    on large tables, where the graph's regions are many."""
+    table = "chunk" if where.space is None or where.space.legacy else where.space.storage
+    if _estimated_rows(session, table) >= LARGE_TABLE_ROWS:
+        return LARGE_TABLE_EF_SEARCH
+    return HNSW_EF_SEARCH
 
 
 def _settings(session: Session, ef_search: int) -> None:
@@ -592,7 +628,7 @@ def search(
     txt: list[Hit] = []
     if req.mode in ("vector", "hybrid"):
         vector = embedder.embed([req.query], kind="query")[0]
-        ef_search = min(1000, max(HNSW_EF_SEARCH, depth * 4))
+        ef_search = min(1000, max(base_ef_search(session, where), depth * 4))
         if ef_search != HNSW_EF_SEARCH:
             _settings(session, ef_search)
         with _plans_for(session, where):
