@@ -129,3 +129,31 @@ def test_failed_tasks_are_retried_and_scheduled_ones_wait(
     _wait(lambda: target.seen["later"] == 1)
     assert target.times["later"] - enqueued >= 1.4
     assert target.seen["ok"] == 1 and target.seen["later"] == 1
+
+
+@pytest.mark.parametrize(
+    ("shebang", "expected"),
+    [
+        ("#!{python}\n", "{python}"),
+        ("#!/usr/bin/env python3\n", "which:python3"),
+        ("#!/no/such/python\n", None),
+        ("import sys\n", None),
+    ],
+)
+def test_the_emulator_runs_under_its_own_installations_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shebang: str, expected: str | None
+) -> None:
+    import shutil
+    import sys
+
+    from ragline.core.errors import ConfigurationError
+
+    script = tmp_path / "gcloud-tasks-emulator"
+    script.write_text(shebang.format(python=sys.executable) + "print('emulator')\n")
+    monkeypatch.setenv("TASKS_EMULATOR_BIN", str(script))
+    if expected is None:
+        with pytest.raises(ConfigurationError):
+            devstack._emulator_python()
+        return
+    want = shutil.which("python3") if expected == "which:python3" else sys.executable
+    assert devstack._emulator_python() == want

@@ -83,13 +83,17 @@ def _emulator_bin() -> str:
 
 
 def _emulator_python() -> str:
-    """The interpreter of the emulator's installation (its script's `#!` line)."""
+    """The interpreter of the emulator's installation (its script's `#!` line, absolute as
+    pip writes it, or `/usr/bin/env python3`)."""
     script = Path(_emulator_bin())
     first = script.read_bytes()[:512].split(b"\n", 1)[0].decode(errors="replace")
-    python = first[2:].strip() if first.startswith("#!") else ""
-    if not python or not Path(python.split()[0]).exists():
+    words = first[2:].split() if first.startswith("#!") else []
+    if len(words) > 1 and Path(words[0]).name == "env":
+        found = shutil.which(words[1])
+        words = [found] if found else []
+    if not words or not Path(words[0]).exists():
         raise ConfigurationError(f"cannot tell the Python interpreter of {script}")
-    return python.split()[0]
+    return words[0]
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout: float) -> None:

@@ -58,6 +58,7 @@ def _dispatch(server: Any, state: Any, queue: str, task: Any, lock: threading.Lo
         response.close()
     except error.HTTPError as exc:
         status = exc.code
+        exc.close()
     except Exception:  # connection refused, reset, ...: as the emulator, a 500
         status = 500
     attempt = Attempt(
