@@ -299,3 +299,72 @@ def test_large_tables_get_a_deeper_hnsw_walk(
         search._table_rows["chunk"] = (rows + 1, 0.0)  # expired: read again
         assert search.base_ef_search(session, where) == search.HNSW_EF_SEARCH
     search._table_rows.clear()
+
+
+def _statements() -> list[str]:
+    with tenancy.tenant_session(make_org("statements-probe")) as session:
+        return list(session.scalars(sa.text("select statement from pg_prepared_statements")))
+
+
+def test_an_org_known_to_be_large_is_searched_without_the_count(
+    hashing: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a search found more than EXACT_MAX_ROWS candidates, the process goes straight to
+    HNSW for that org (no count) for LARGE_ORG_TTL_S; the results are the same, and an org
+    that shrank meanwhile still gets all it has (the exact fallback)."""
+    monkeypatch.setattr(search, "EXACT_MAX_ROWS", 3)
+    search._large_orgs.clear()
+    db.reset_engines()
+    org = make_org("large-org")
+    for i in range(4):
+        add_doc(org, f"keepers {i}", f"Lighthouse keeper number {i} trims the lamp wick.")
+    first = run(org, "lighthouse keeper", "vector", top_k=3)
+    assert first.plan["vector"].startswith("hnsw") and first.plan["candidates"] == 4
+    assert not any(s.startswith("SELECT nearest.*, CAST(") for s in _statements())
+    second = run(org, "lighthouse keeper", "vector", top_k=3)
+    assert [h.chunk_id for h in second.hits] == [h.chunk_id for h in first.hits]
+    assert any(s.startswith("SELECT nearest.*, CAST(") for s in _statements())
+    # Another org, and a filtered search of this one, are not taken for large.
+    assert len(search._large_orgs) == 1
+    run(org, "lighthouse keeper", "vector", top_k=3, kind="text")
+    assert len(search._large_orgs) == 1
+    with db.owner_session() as session:
+        session.execute(  # their chunks go with them (ON DELETE CASCADE)
+            sa.text("DELETE FROM document WHERE org_id = :org AND title <> 'keepers 0'"),
+            {"org": org},
+        )
+    shrunk = run(org, "lighthouse keeper", "vector", top_k=3)
+    assert shrunk.plan["vector"] == "exact-fallback" and len(shrunk.hits) == 1
+    search._large_orgs.clear()
+
+
+def test_the_miss_check_compares_with_a_sample_of_the_org_only(
+    two_orgs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample comes from the caller's org (RLS and the org condition), is read once and
+    reused, separately per set of principals; a result that lacks a closer sampled chunk
+    is a miss, the exact top-k is not."""
+    from ragline.retrieval import hnswcheck
+
+    monkeypatch.setattr(hnswcheck, "SAMPLE_PERCENT", 100.0)  # every page: the whole org
+    hnswcheck.clear()
+    org_a, _ = two_orgs["a"]
+    with tenancy.tenant_session(org_a) as session:
+        vector = search.spaces.for_search(session)[0].embed(["widget repairs"], kind="query")[0]
+        where = search._conditions(session, "hashing-v1", None)
+        params = {**where.params, "vector": search.spaces.vector_literal(vector), "limit": 3}
+        exact = session.execute(search._sql(search._exact_sql(where, where.sql)), params).all()
+        assert len(exact) == 3
+        assert not search._missed(session, where, vector, exact)
+        assert search._missed(session, where, vector, exact[1:])  # the nearest is left out
+        (sample,) = hnswcheck._samples.values()
+    with db.owner_session() as session:
+        own = set(session.scalars(sa.select(Chunk.id).where(Chunk.org_id == org_a)))
+    assert set(sample.ids) == own  # all of org A's chunks, none of org B's
+    with tenancy.tenant_session(org_a) as session:
+        search._missed(session, search._conditions(session, "hashing-v1", None), vector, exact)
+    assert len(hnswcheck._samples) == 1  # reused
+    with tenancy.tenant_session(org_a, principals={"group:x"}) as session:
+        search._missed(session, search._conditions(session, "hashing-v1", None), vector, exact)
+    assert len(hnswcheck._samples) == 2  # an end user's sample is their own
+    hnswcheck.clear()

@@ -252,47 +252,58 @@ def _exact_sql(where: _Where, sql: str) -> str:
     return _FROM.format(extra=extra, join=where.join, where=sql) + " ORDER BY distance LIMIT :limit"
 
 
-def _vector_sql(where: _Where) -> str:
+def _approx_sql(where: _Where, gate: str = "") -> str:
+    """The HNSW branch: `ORDER BY distance LIMIT k` on the index (iterative scan)."""
     distance = f"{where.vec} <=> CAST(:vector AS vector)"
-    approx = (
+    return (
         _FROM.format(
             extra=f", {distance} AS distance, 'hnsw' AS plan",
             join=where.join,
-            where=f"{where.sql} AND (SELECT n FROM n) > :max_exact",
+            where=f"{where.sql}{gate}",
         )
         + f" ORDER BY {distance} LIMIT :limit"
     )
+
+
+#: Columns every vector statement adds to its rows: the candidate count and whether the
+#: connection runs with the search settings (`vector_hits`).
+_VECTOR_COLUMNS = "current_setting('hnsw.iterative_scan', true) AS iterative"
+
+
+def _vector_sql(where: _Where) -> str:
+    approx = _approx_sql(where, " AND (SELECT n FROM n) > :max_exact")
     exact = _exact_sql(where, f"{where.sql} AND (SELECT n FROM n) <= :max_exact")
     # Only the chosen branch runs: the gate is a one-time filter on the counted CTE.
     # relaxed_order may return rows slightly out of order: `vector_hits` re-sorts them.
     return (
-        f"WITH n AS MATERIALIZED ({_bound_count_sql(where)}), "
-        f"nearest AS MATERIALIZED (({exact}) UNION ALL ({approx})) "
-        "SELECT nearest.*, (SELECT n FROM n) AS candidates, "
-        "current_setting('hnsw.iterative_scan', true) AS iterative, "
-        f"({_miss_check_sql(where)}) AS missed FROM nearest"
+        f"WITH n AS MATERIALIZED ({_bound_count_sql(where)}) "
+        f"SELECT nearest.*, (SELECT n FROM n) AS candidates, {_VECTOR_COLUMNS} "
+        f"FROM (({exact}) UNION ALL ({approx})) nearest"
     )
 
 
-def _miss_check_sql(where: _Where) -> str:
-    """1 when a fixed random sample of the org (~1 % of the table's pages) holds a chunk
-    closer than the worst HNSW result that the result lacks: then the result is not the exact
-    top k. Evaluated once, in the vector statement itself, and only when its HNSW branch ran.
-    Cheap, and certain to notice a walk that found the wrong region, where every sampled chunk
-    of the right one is closer; chunks of documents not yet ready may raise a false alarm,
-    which only costs the retry."""
+def _large_sql(where: _Where) -> str:
+    """The vector statement of an org known to be above `EXACT_MAX_ROWS` (`_large_orgs`):
+    the HNSW branch alone, no count."""
+    return (
+        f"SELECT nearest.*, CAST(:bound AS bigint) AS candidates, {_VECTOR_COLUMNS} "
+        f"FROM ({_approx_sql(where)}) nearest"
+    )
+
+
+def _sample_sql(where: _Where) -> str:
+    """The org's vectors `hnswcheck` compares an HNSW result with: ~1 % of the table's pages
+    (the same ones in every process), at most `hnswcheck.SAMPLE_ROWS` of their rows, spread
+    over all of them (ordered by a hash of the id, not by page)."""
     space = where.space
     if space is not None and not space.legacy:
         source, owner, ident = f"{space.storage} s", "s.space_id = :space", "s.chunk_id"
     else:
         source, owner, ident = "chunk s", "s.org_id = :org AND s.embedding_model = :model", "s.id"
     return (
-        f"SELECT count(*) FROM (SELECT 1 FROM {source} "
+        f"SELECT {ident} AS id, vector_send(s.embedding) AS v FROM {source} "
         "TABLESAMPLE SYSTEM (:sample_percent) REPEATABLE (14) "
-        f"WHERE (SELECT n FROM n) > :max_exact AND {owner} "
-        f"AND {ident} <> ALL (ARRAY(SELECT id FROM nearest)) "
-        "AND (s.embedding <=> CAST(:vector AS vector)) < (SELECT max(distance) FROM nearest) "
-        "LIMIT 1) sampled"
+        f"WHERE {owner} ORDER BY hashtext(CAST({ident} AS text)) LIMIT :sample_rows"
     )
 
 
@@ -305,9 +316,9 @@ def _set_local(session: Session, values: dict[str, str]) -> None:
     wire.set_local(session.connection(), values)
 
 
-def _vector_rows(session: Session, where: _Where, params: dict[str, Any]) -> Sequence[Any]:
-    """The gated vector statement's rows, by true distance."""
-    rows = session.execute(_sql(_vector_sql(where)), params).all()
+def _vector_rows(session: Session, statement: str, params: dict[str, Any]) -> Sequence[Any]:
+    """A vector statement's rows, by true distance."""
+    rows = session.execute(_sql(statement), params).all()
     return sorted(rows, key=lambda r: float(r.distance))
 
 
@@ -341,17 +352,56 @@ def _sql(text: str) -> Any:
     return sa.text(text)
 
 
-#: Share of the table's pages sampled to check an HNSW result (`_miss_check_sql`).
-CHECK_SAMPLE_PERCENT = 1.0
 #: ef_search of the second walk when the check finds a miss.
 HNSW_RETRY_EF_SEARCH = 1000
+#: Seconds a process remembers that an org has more than `EXACT_MAX_ROWS` candidates (a
+#: search over the whole org then skips the count: `_large_sql`). An org that shrinks below
+#: it meanwhile is searched by HNSW, whose short or missed results fall back to the exact scan.
+LARGE_ORG_TTL_S = 60.0
+#: Orgs known to be large: (org, space, model) → when that knowledge expires.
+_large_orgs: dict[tuple[Any, ...], float] = {}
+
+
+def _whole_org_key(where: _Where) -> tuple[Any, ...] | None:
+    """What a search over a whole org's vectors is remembered by; None for a search whose
+    candidates depend on its filters or on the caller's permissions."""
+    if where.filtered or where.docs is not None:
+        return None
+    return (where.params["org"], where.params.get("space"), where.params["model"])
+
+
+def _remember_large(key: tuple[Any, ...]) -> None:
+    now = time.monotonic()
+    if len(_large_orgs) > 10_000:
+        for stale in [k for k, until in _large_orgs.items() if until <= now]:
+            _large_orgs.pop(stale, None)
+    _large_orgs[key] = now + LARGE_ORG_TTL_S
+
+
+def _missed(session: Session, where: _Where, vector: list[float], rows: Sequence[Any]) -> bool:
+    """Whether the org's sample holds a closer chunk than the HNSW result's worst that the
+    result lacks (`hnswcheck`)."""
+    from ragline.retrieval import hnswcheck
+
+    p = where.params
+    key = (p["org"], p.get("space"), p["model"], tenancy.current_principals(session))
+    params = {
+        **where.params,
+        "sample_percent": hnswcheck.SAMPLE_PERCENT,
+        "sample_rows": hnswcheck.SAMPLE_ROWS,
+    }
+    found = hnswcheck.sample(session, key, _sql(_sample_sql(where)), params)
+    worst = max(float(r.distance) for r in rows)
+    return hnswcheck.missed(found, vector, (r.id for r in rows), worst)
 
 
 def vector_hits(
     session: Session, vector: list[float], where: _Where, limit: int
 ) -> tuple[list[Hit], str, int]:
     """Nearest chunks by cosine distance, in one statement: the bounded candidate count gates
-    an exact scan (up to `EXACT_MAX_ROWS`) or an HNSW iterative scan (above it).
+    an exact scan (up to `EXACT_MAX_ROWS`) or an HNSW iterative scan (above it); an org this
+    process already knows to be large goes to HNSW without the count. Every full HNSW result
+    is checked against a sample of the org (`hnswcheck`).
     Returns hits, plan and the (bounded) candidate count."""
     params = {
         **where.params,
@@ -359,25 +409,29 @@ def vector_hits(
         "limit": limit,
         "bound": EXACT_MAX_ROWS + 1,
         "max_exact": EXACT_MAX_ROWS,
-        "sample_percent": CHECK_SAMPLE_PERCENT,
     }
-    rows = _vector_rows(session, where, params)
+    key = _whole_org_key(where)
+    large = key is not None and _large_orgs.get(key, 0.0) > time.monotonic()
+    statement = _large_sql(where) if large else _vector_sql(where)
+    rows = _vector_rows(session, statement, params)
     unset = rows[0].iterative != "relaxed_order" if rows else not _has_settings(session)
     if unset and (not rows or rows[0].plan == "hnsw"):
         # A connection without the session settings (its HNSW walk may stop at ef_search
         # rows, even at none): set them here and search again.
         _settings(session, HNSW_EF_SEARCH)
-        rows = _vector_rows(session, where, params)
+        rows = _vector_rows(session, statement, params)
     if not rows:
         return [], "exact", 0
     plan, candidates = str(rows[0].plan), int(rows[0].candidates)
-    if plan == "hnsw" and len(rows) >= limit and rows[0].missed:
+    if key is not None and not large and candidates > EXACT_MAX_ROWS:
+        _remember_large(key)
+    if plan == "hnsw" and len(rows) >= limit and _missed(session, where, vector, rows):
         # The graph walk stayed in the wrong region (seen on clustered data, issue 14): a
         # much wider walk first, the exact scan if that misses too.
         _settings(session, HNSW_RETRY_EF_SEARCH)
-        rows = _vector_rows(session, where, params)
+        rows = _vector_rows(session, statement, params)
         plan = "hnsw-retry"
-        if len(rows) >= limit and rows[0].missed:
+        if len(rows) >= limit and _missed(session, where, vector, rows):
             rows = []
     if plan.startswith("hnsw") and len(rows) < limit:
         # The graph walk gave up (max_scan_tuples) before finding `limit` rows of this
