@@ -192,9 +192,12 @@ def _conditions(
     return _Where(" AND ".join(parts), params, filtered, vec, join, space, docs)
 
 
+#: What a hit shows (title, section, text, position).
+_DISPLAY = (
+    "c.id, c.document_id, d.title, c.section_label, c.text, c.page, c.start_offset, c.end_offset"
+)
 _FROM = (
-    "SELECT c.id, c.document_id, d.title, c.section_label, c.text, c.page, "
-    "c.start_offset, c.end_offset {extra} "
+    f"SELECT {_DISPLAY} {{extra}} "
     "FROM chunk c JOIN document d ON d.id = c.document_id{join} WHERE {where}"
 )
 
@@ -244,20 +247,22 @@ def _bound_count_sql(where: _Where) -> str:
     return f"SELECT count(*) AS n FROM ({inner} LIMIT :bound) b"
 
 
-def _exact_sql(where: _Where, sql: str) -> str:
+def _exact_sql(where: _Where, sql: str, light: bool = False) -> str:
     # `+ 0` makes the ORDER BY an expression the HNSW index cannot serve: exact scan.
     if where.docs is not None:
         sql = f"c.document_id = ANY({_visible_docs(where)}) AND {sql}"
     extra = f", ({where.vec} <=> CAST(:vector AS vector)) + 0 AS distance, 'exact' AS plan"
-    return _FROM.format(extra=extra, join=where.join, where=sql) + " ORDER BY distance LIMIT :limit"
+    extra += ", c.tsv" if light else ""
+    select = _FROM.format(extra=extra, join=where.join, where=sql)
+    return select + " ORDER BY distance LIMIT :limit"
 
 
-def _approx_sql(where: _Where, gate: str = "") -> str:
+def _approx_sql(where: _Where, gate: str = "", light: bool = False) -> str:
     """The HNSW branch: `ORDER BY distance LIMIT k` on the index (iterative scan)."""
     distance = f"{where.vec} <=> CAST(:vector AS vector)"
     return (
         _FROM.format(
-            extra=f", {distance} AS distance, 'hnsw' AS plan",
+            extra=f", {distance} AS distance, 'hnsw' AS plan{', c.tsv' if light else ''}",
             join=where.join,
             where=f"{where.sql}{gate}",
         )
@@ -265,30 +270,60 @@ def _approx_sql(where: _Where, gate: str = "") -> str:
     )
 
 
-#: Columns every vector statement adds to its rows: the candidate count and whether the
-#: connection runs with the search settings (`vector_hits`).
+#: Columns every vector statement adds to its rows: whether the connection runs with the
+#: search settings (`vector_hits`).
 _VECTOR_COLUMNS = "current_setting('hnsw.iterative_scan', true) AS iterative"
 
 
-def _vector_sql(where: _Where) -> str:
-    approx = _approx_sql(where, " AND (SELECT n FROM n) > :max_exact")
-    exact = _exact_sql(where, f"{where.sql} AND (SELECT n FROM n) <= :max_exact")
+#: The all-terms query of a hybrid search, parsed once per statement (an InitPlan), not per row.
+_QUERY = "(SELECT websearch_to_tsquery('english', :query))"
+
+
+#: What a hybrid candidate shows, sent only for the vector top `:want` (`_outer`).
+_SHOWN = ("title", "section_label", "text", "page", "start_offset", "end_offset")
+
+
+def _outer(light: bool) -> str:
+    """The nearest rows as a vector statement returns them: whole, or (hybrid) with the
+    full-text rank of those that match every query term (NULL for the others) and, of the
+    50 candidates, only the vector top `:want` with what they show (`shown`): the fused top
+    k is mostly among them, and `_displayed` reads the others. Reading the text of all 50
+    cost ~1.5 ms at 1 000 chunks (issue 14)."""
+    if not light:
+        return "nearest.*"
+    shown = "row_number() OVER (ORDER BY nearest.distance) <= :want"
+    columns = ", ".join(f"CASE WHEN {shown} THEN nearest.{c} END AS {c}" for c in _SHOWN)
+    return (
+        f"nearest.id, nearest.document_id, nearest.distance, nearest.plan, {shown} AS shown, "
+        f"{columns}, "
+        f"CASE WHEN nearest.tsv @@ {_QUERY} THEN ts_rank_cd(nearest.tsv, {_QUERY}) END AS rank"
+    )
+
+
+def _vector_sql(where: _Where, light: bool = False) -> str:
+    approx = _approx_sql(where, " AND (SELECT n FROM n) > :max_exact", light)
+    exact = _exact_sql(where, f"{where.sql} AND (SELECT n FROM n) <= :max_exact", light)
     # Only the chosen branch runs: the gate is a one-time filter on the counted CTE.
     # relaxed_order may return rows slightly out of order: `vector_hits` re-sorts them.
     return (
         f"WITH n AS MATERIALIZED ({_bound_count_sql(where)}) "
-        f"SELECT nearest.*, (SELECT n FROM n) AS candidates, {_VECTOR_COLUMNS} "
+        f"SELECT {_outer(light)}, (SELECT n FROM n) AS candidates, {_VECTOR_COLUMNS} "
         f"FROM (({exact}) UNION ALL ({approx})) nearest"
     )
 
 
-def _large_sql(where: _Where) -> str:
+def _large_sql(where: _Where, light: bool = False) -> str:
     """The vector statement of an org known to be above `EXACT_MAX_ROWS` (`_large_orgs`):
     the HNSW branch alone, no count."""
     return (
-        f"SELECT nearest.*, CAST(:bound AS bigint) AS candidates, {_VECTOR_COLUMNS} "
-        f"FROM ({_approx_sql(where)}) nearest"
+        f"SELECT {_outer(light)}, CAST(:bound AS bigint) AS candidates, {_VECTOR_COLUMNS} "
+        f"FROM ({_approx_sql(where, light=light)}) nearest"
     )
+
+
+def _fallback_sql(where: _Where, light: bool = False) -> str:
+    """The exact scan of every candidate, ungated (after an HNSW walk that came back short)."""
+    return f"SELECT {_outer(light)} FROM ({_exact_sql(where, where.sql, light)}) nearest"
 
 
 def _sample_sql(where: _Where) -> str:
@@ -395,14 +430,22 @@ def _missed(session: Session, where: _Where, vector: list[float], rows: Sequence
     return hnswcheck.missed(found, vector, (r.id for r in rows), worst)
 
 
-def vector_hits(
-    session: Session, vector: list[float], where: _Where, limit: int
-) -> tuple[list[Hit], str, int]:
-    """Nearest chunks by cosine distance, in one statement: the bounded candidate count gates
-    an exact scan (up to `EXACT_MAX_ROWS`) or an HNSW iterative scan (above it); an org this
-    process already knows to be large goes to HNSW without the count. Every full HNSW result
-    is checked against a sample of the org (`hnswcheck`).
-    Returns hits, plan and the (bounded) candidate count."""
+def _nearest(
+    session: Session,
+    vector: list[float],
+    where: _Where,
+    limit: int,
+    query: str | None = None,
+    want: int = 0,
+) -> tuple[Sequence[Any], str, int]:
+    """The `limit` nearest candidates by cosine distance, in one statement: the bounded
+    candidate count gates an exact scan (up to `EXACT_MAX_ROWS`) or an HNSW iterative scan
+    (above it); an org this process already knows to be large goes to HNSW without the
+    count. Every full HNSW result is checked against a sample of the org (`hnswcheck`).
+    With `query` (hybrid), rows with their full-text rank, only the first `want` with what
+    they show (`_outer`).
+    Returns rows by distance, plan and the (bounded) candidate count."""
+    light = query is not None
     params = {
         **where.params,
         "vector": spaces.vector_literal(vector),
@@ -410,40 +453,76 @@ def vector_hits(
         "bound": EXACT_MAX_ROWS + 1,
         "max_exact": EXACT_MAX_ROWS,
     }
-    key = _whole_org_key(where)
-    large = key is not None and _large_orgs.get(key, 0.0) > time.monotonic()
-    statement = _large_sql(where) if large else _vector_sql(where)
-    rows = _vector_rows(session, statement, params)
-    unset = rows[0].iterative != "relaxed_order" if rows else not _has_settings(session)
-    if unset and (not rows or rows[0].plan == "hnsw"):
-        # A connection without the session settings (its HNSW walk may stop at ef_search
-        # rows, even at none): set them here and search again.
-        _settings(session, HNSW_EF_SEARCH)
+    if light:
+        params.update(query=query, want=want)
+    with _plans_for(session, where):
+        key = _whole_org_key(where)
+        large = key is not None and _large_orgs.get(key, 0.0) > time.monotonic()
+        statement = _large_sql(where, light) if large else _vector_sql(where, light)
         rows = _vector_rows(session, statement, params)
-    if not rows:
-        return [], "exact", 0
-    plan, candidates = str(rows[0].plan), int(rows[0].candidates)
-    if key is not None and not large and candidates > EXACT_MAX_ROWS:
-        _remember_large(key)
-    if plan == "hnsw" and len(rows) >= limit and _missed(session, where, vector, rows):
-        # The graph walk stayed in the wrong region (seen on clustered data, issue 14): a
-        # much wider walk first, the exact scan if that misses too.
-        _settings(session, HNSW_RETRY_EF_SEARCH)
-        rows = _vector_rows(session, statement, params)
-        plan = "hnsw-retry"
-        if len(rows) >= limit and _missed(session, where, vector, rows):
-            rows = []
-    if plan.startswith("hnsw") and len(rows) < limit:
-        # The graph walk gave up (max_scan_tuples) before finding `limit` rows of this
-        # selection, or missed twice: the exact scan, whatever it costs.
-        rows = session.execute(_sql(_exact_sql(where, where.sql)), params).all()
-        plan = "exact-fallback"
+        unset = rows[0].iterative != "relaxed_order" if rows else not _has_settings(session)
+        if unset and (not rows or rows[0].plan == "hnsw"):
+            # A connection without the session settings (its HNSW walk may stop at ef_search
+            # rows, even at none): set them here and search again.
+            _settings(session, HNSW_EF_SEARCH)
+            rows = _vector_rows(session, statement, params)
+        if not rows:
+            return [], "exact", 0
+        plan, candidates = str(rows[0].plan), int(rows[0].candidates)
+        if key is not None and not large and candidates > EXACT_MAX_ROWS:
+            _remember_large(key)
+        if plan == "hnsw" and len(rows) >= limit and _missed(session, where, vector, rows):
+            # The graph walk stayed in the wrong region (seen on clustered data, issue 14): a
+            # much wider walk first, the exact scan if that misses too.
+            _settings(session, HNSW_RETRY_EF_SEARCH)
+            rows = _vector_rows(session, statement, params)
+            plan = "hnsw-retry"
+            if len(rows) >= limit and _missed(session, where, vector, rows):
+                rows = []
+        if plan.startswith("hnsw") and len(rows) < limit:
+            # The graph walk gave up (max_scan_tuples) before finding `limit` rows of this
+            # selection, or missed twice: the exact scan, whatever it costs.
+            rows = _vector_rows(session, _fallback_sql(where, light), params)
+            plan = "exact-fallback"
+    return rows, plan, candidates
+
+
+def vector_hits(
+    session: Session, vector: list[float], where: _Where, limit: int
+) -> tuple[list[Hit], str, int]:
+    """The `limit` nearest chunks (`_nearest`), scored by cosine similarity.
+    Returns hits, plan and the (bounded) candidate count."""
+    rows, plan, candidates = _nearest(session, vector, where, limit)
     hits = []
     for row in rows:
         hit = _hit(row)
         hit.score = 1.0 - float(row.distance)
         hits.append(hit)
     return hits, plan, candidates
+
+
+def hybrid_hits(
+    session: Session, query: str, vector: list[float], where: _Where, depth: int, want: int
+) -> tuple[list[Hit], str, int, int]:
+    """The hybrid ranking of the `depth` nearest chunks (`fuse`), its best `want` read for
+    display. Two statements: the candidates with their full-text ranks, then the display
+    columns of the fused top `want` (and, only for a short query that no candidate matches
+    in full, their trigram similarity in between).
+    Returns hits, plan, the (bounded) candidate count and the candidates read."""
+    rows, plan, candidates = _nearest(session, vector, where, depth, query, want)
+    vec = [
+        Hit(row.id, row.document_id, "", None, "", score=1.0 - float(row.distance)) for row in rows
+    ]
+    ranked = [(float(row.rank), row.id) for row in rows if row.rank is not None]
+    if not ranked and rows and len(query.split()) <= 3:
+        ranked = _trigram_scores(session, query, [row.id for row in rows])
+    by_id = {h.chunk_id: h for h in vec}
+    txt = [
+        Hit(**{**by_id[chunk_id].__dict__, "score": score})
+        for score, chunk_id in sorted(ranked, key=lambda p: (-p[0], str(p[1])))
+    ]
+    shown = {row.id: row for row in rows if row.shown}
+    return _displayed(session, fuse(vec, txt, want), shown), plan, candidates, len(rows)
 
 
 _STRICT = "websearch_to_tsquery('english', :query)"
@@ -492,41 +571,48 @@ def text_hits(
     return hits
 
 
-def text_scores(session: Session, query: str, candidates: list[Hit]) -> list[Hit]:
-    """The text list of a hybrid search: the vector candidates that match every query term,
-    ranked by ts_rank_cd (for a short query with no such match, those whose words closely
-    match it, by trigram word similarity, scored below any full-text match). One statement.
+def _trigram_scores(
+    session: Session, query: str, ids: list[uuid.UUID]
+) -> list[tuple[float, uuid.UUID]]:
+    """The text list of a hybrid search for a short query that none of its candidates
+    matches in full (a misspelling): candidates whose words closely match it, by trigram
+    word similarity, scored below any full-text match.
 
     Only the vector candidates are scored: under row-level security Postgres cannot use the
     GIN index for `@@` (ts_match_vq is not leakproof, so it may not run before the policy),
     and a full-text pass is a scan of the whole org (~250 ms at 100 000 chunks). On the
     labelled sets, text matches outside the vector top 50 never reached the fused top 10
     (bench/fusion_tuning.py; issue 14)."""
-    if not candidates:
-        return []
-    ids = [str(h.chunk_id) for h in candidates]
-    short = len(query.split()) <= 3
-    rows = session.execute(_sql(_TEXT_SCORES), {"query": query, "ids": ids, "short": short})
-    scored = [(row.id, row.rank, row.sim) for row in rows]
-    ranked: list[tuple[float, Any]] = [(float(r), i) for i, r, _ in scored if r is not None]
-    if not ranked and short:
-        ranked = [(float(sim) * 0.1, i) for i, _, sim in scored if sim is not None and sim > 0.5]
-    by_id = {h.chunk_id: h for h in candidates}
-    return [
-        Hit(**{**by_id[chunk_id].__dict__, "score": score})
-        for score, chunk_id in sorted(ranked, key=lambda p: (-p[0], str(p[1])))
-    ]
+    rows = session.execute(_sql(_TRIGRAM_SCORES), {"query": query, "ids": [str(i) for i in ids]})
+    return [(float(row.sim) * 0.1, row.id) for row in rows if row.sim > 0.5]
 
 
-#: Full-text rank of each candidate matching every term; trigram similarity only for a short
-#: query none of the candidates matches (an InitPlan, evaluated once).
-_TEXT_SCORES = (
-    f"SELECT c.id, CASE WHEN c.tsv @@ {_STRICT} THEN ts_rank_cd(c.tsv, {_STRICT}) END AS rank, "
-    "CASE WHEN CAST(:short AS boolean) AND NOT EXISTS (SELECT 1 FROM chunk m "
-    f"WHERE m.id = ANY(CAST(:ids AS uuid[])) AND m.tsv @@ {_STRICT}) "
-    "THEN word_similarity(:query, c.text) END AS sim "
+_TRIGRAM_SCORES = (
+    "SELECT c.id, word_similarity(:query, c.text) AS sim "
     "FROM chunk c WHERE c.id = ANY(CAST(:ids AS uuid[]))"
 )
+_DISPLAYED = (
+    f"SELECT {_DISPLAY} FROM chunk c JOIN document d ON d.id = c.document_id "
+    "WHERE c.id = ANY(CAST(:ids AS uuid[]))"
+)
+
+
+def _displayed(session: Session, hits: list[Hit], shown: dict[uuid.UUID, Any]) -> list[Hit]:
+    """`hits` (ids and scores) with what they show, in their order: from `shown` (rows
+    already read), the others read in one statement; a chunk deleted since the candidates
+    were read drops out."""
+    rows = dict(shown)
+    ids = [str(h.chunk_id) for h in hits if h.chunk_id not in rows]
+    if ids:
+        rows.update((row.id, row) for row in session.execute(_sql(_DISPLAYED), {"ids": ids}))
+    out = []
+    for hit in hits:
+        row = rows.get(hit.chunk_id)
+        if row is not None:
+            full = _hit(row)
+            full.score, full.vector_rank, full.text_rank = hit.score, hit.vector_rank, hit.text_rank
+            out.append(full)
+    return out
 
 
 def _entry(fused: dict[uuid.UUID, Hit], hit: Hit) -> Hit:
@@ -678,29 +764,25 @@ def search(
         want = max(want, get_settings().rerank_depth)
     depth = want if req.mode != "hybrid" else max(want, FUSION_DEPTH)
     plan: dict[str, Any] = {}
-    vec: list[Hit] = []
-    txt: list[Hit] = []
-    if req.mode in ("vector", "hybrid"):
+    found = 0  # vector candidates read
+    if req.mode == "text":
+        hits = text_hits(session, req.query, where, depth)[:want]
+        for i, h in enumerate(hits, start=1):
+            h.text_rank = i
+    else:
         vector = embedder.embed([req.query], kind="query")[0]
         ef_search = min(1000, max(base_ef_search(session, where), depth * 4))
         if ef_search != HNSW_EF_SEARCH:
             _settings(session, ef_search)
-        with _plans_for(session, where):
+        if req.mode == "vector":
             vec, plan["vector"], plan["candidates"] = vector_hits(session, vector, where, depth)
-    if req.mode == "text":
-        txt = text_hits(session, req.query, where, depth)
-    elif req.mode == "hybrid":
-        txt = text_scores(session, req.query, vec)
-    if req.mode == "vector":
-        hits = vec[:want]
-        for i, h in enumerate(hits, start=1):
-            h.vector_rank = i
-    elif req.mode == "text":
-        hits = txt[:want]
-        for i, h in enumerate(hits, start=1):
-            h.text_rank = i
-    else:
-        hits = fuse(vec, txt, want)
+            found, hits = len(vec), vec[:want]
+            for i, h in enumerate(hits, start=1):
+                h.vector_rank = i
+        else:
+            hits, plan["vector"], plan["candidates"], found = hybrid_hits(
+                session, req.query, vector, where, depth, want
+            )
     if reranker is not None and hits:
         hits = rerank(reranker, req.query, hits)[: req.top_k]
         plan["rerank"] = reranker.name
@@ -709,7 +791,7 @@ def search(
     # above EXACT_MAX_ROWS (> any limit) and falls back to exact when it comes back short.
     complete = True
     if req.mode != "text" and str(plan.get("vector", "")).startswith("hnsw"):
-        complete = len(vec) >= depth
+        complete = found >= depth
     return SearchResult(hits, complete, (time.monotonic() - started) * 1000, plan)
 
 
