@@ -371,3 +371,29 @@ def test_the_miss_check_compares_with_a_sample_of_the_org_only(
         search._missed(session, search._conditions(session, "hashing-v1", None), vector, exact)
     assert len(hnswcheck._samples) == 2  # an end user's sample is their own
     hnswcheck.clear()
+
+
+def test_hybrid_hits_show_their_own_chunk(two_orgs: dict[str, Any]) -> None:
+    """Hybrid reads what a hit shows for the vector top k in its first statement and any
+    other fused hit in a second one (`_displayed`): either way each hit carries its own
+    chunk's text, title and offsets, and the ranking is the same as from full rows."""
+    org_a, _ = two_orgs["a"]
+    with db.owner_session() as session:
+        rows = session.execute(
+            sa.text(
+                "SELECT c.id, d.title, c.text, c.start_offset, c.end_offset FROM chunk c "
+                "JOIN document d ON d.id = c.document_id WHERE c.org_id = :org"
+            ),
+            {"org": org_a},
+        ).all()
+    truth = {r.id: (r.title, r.text, r.start_offset, r.end_offset) for r in rows}
+    for top_k in (1, 2, 3):
+        for query in ("widget repairs", "blue parts plant", "boxes"):
+            result = run(org_a, query, "hybrid", top_k=top_k)
+            assert result.hits
+            for hit in result.hits:
+                assert (hit.title, hit.text, hit.start, hit.end) == truth[hit.chunk_id]
+    with tenancy.tenant_session(org_a) as session:
+        stubs = [search.Hit(i, uuid.uuid4(), "", None, "", score=1.0) for i in truth]
+        shown = search._displayed(session, stubs, {})  # all through the second statement
+    assert [(h.title, h.text, h.start, h.end) for h in shown] == [truth[i] for i in truth]

@@ -1,10 +1,13 @@
-"""Tenant-safe hybrid search: vector (pgvector) + full text (tsvector, pg_trgm), fused by RRF.
+"""Tenant-safe hybrid search: vector (pgvector) + full text (tsvector, pg_trgm), fused by
+score-aware convex fusion (docs/search.md).
 
 Recall under the tenant filter does not depend on the planner's mood: the plan is chosen per
 query from the number of candidate chunks. Up to `EXACT_MAX_ROWS` candidates get an exact scan
 (btree on org_id, distance computed for every row); above it, HNSW with iterative scans
-(pgvector >= 0.8), a generous `ef_search`, and the rows re-sorted by true distance.
-Custom plans are forced, so a driver's cached generic plan cannot silently switch strategy.
+(pgvector >= 0.8), a generous `ef_search`, the rows re-sorted by true distance and checked
+against a sample of the org (`hnswcheck`). Custom plans are forced, except for the one
+statement that is safe on any plan, so a driver's cached generic plan cannot silently switch
+strategy.
 """
 
 from __future__ import annotations
