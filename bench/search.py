@@ -589,6 +589,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--fill-org", type=int, default=100_000)
     parser.add_argument("--maintenance-work-mem", default="1GB", help="for the index builds")
+    parser.add_argument(
+        "--shared-buffers", default=None, help="the server's buffer cache (default: 128MB)"
+    )
     parser.add_argument("--acl", action="store_true", help="also the permission buckets")
     parser.add_argument("--acl-org", type=int, default=100_000, help="chunks of the ACL org")
     args = parser.parse_args(argv)
@@ -604,7 +607,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model = HASHING_NAME
     notes: list[str] = []
     started = time.monotonic()
-    with scratch_database() as url:
+    with scratch_database(args.shared_buffers) as url:
         say(f"generating {sum(sizes)} chunks in orgs of {sizes}")
         fill: list[int] = []
         while sum(sizes) + sum(fill) < args.fill_to:
@@ -633,6 +636,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             acl_groups=acl_groups(full, acl_org) if acl_org is not None else None,
         )
         app = db.build_engine(Settings(database_url=url, db_pool_size=1))
+        with owner.connect() as conn:
+            shared_buffers = conn.execute(sa.text("SHOW shared_buffers")).scalar()
         embedder = PlannedEmbedder(model)
         queries = {
             o.slug: (
@@ -744,6 +749,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "sizes": sizes,
         "table_rows": len(full),
         "filler_orgs": fill,
+        "shared_buffers": shared_buffers,
         "queries_per_org": args.queries,
         "top_k": TOP_K,
         "cpus": os.cpu_count(),

@@ -78,16 +78,34 @@ def status(pgdata: Path) -> EmbeddedServer | None:
     return EmbeddedServer(pgdata=pgdata.resolve(), socket_dir=socket_dir, port=port, pid=pid)
 
 
+def _pg_ctl(pgdata: Path, action: str) -> None:
+    pgdata = pgdata.resolve()
+    # A (re)started postmaster logs to -l, not to pg_ctl's output, which it would hold open.
+    log = pgdata / "pg_ctl.log"
+    cmd = [str(bin_path("pg_ctl")), "-D", str(pgdata), "-l", str(log), "-m", "fast", "-w", action]
+    if os.geteuid() == 0:  # pgserver runs postgres as the `pgserver` user when we are root
+        cmd = ["su", "-s", "/bin/sh", "pgserver", "-c", " ".join(cmd)]
+    subprocess.run(
+        cmd, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120
+    )
+
+
 def stop(pgdata: Path) -> bool:
     """Stop the server on `pgdata` (fast shutdown). Returns False when none was running."""
     if status(pgdata) is None:
         return False
-    # pgserver runs postgres as the `pgserver` user when we are root.
-    cmd = [str(bin_path("pg_ctl")), "-D", str(pgdata.resolve()), "-m", "fast", "-w", "stop"]
-    if os.geteuid() == 0:
-        cmd = ["su", "-s", "/bin/sh", "pgserver", "-c", " ".join(cmd)]
-    subprocess.run(cmd, check=False, capture_output=True, timeout=60)
+    _pg_ctl(pgdata, "stop")
     return status(pgdata) is None
+
+
+def restart(pgdata: Path) -> EmbeddedServer:
+    """Restart the running server on `pgdata` (same port and socket), e.g. after an
+    `ALTER SYSTEM` of a setting that needs it."""
+    _pg_ctl(pgdata, "restart")
+    server = status(pgdata)
+    if server is None:
+        raise ConfigurationError(f"the embedded server on {pgdata} did not come back")
+    return server
 
 
 def ensure_database(server: EmbeddedServer, name: str) -> None:

@@ -411,8 +411,9 @@ def _whole_org_key(where: _Where) -> tuple[Any, ...] | None:
 def _remember_large(key: tuple[Any, ...]) -> None:
     now = time.monotonic()
     if len(_large_orgs) > 10_000:
-        for stale in [k for k, until in _large_orgs.items() if until <= now]:
-            _large_orgs.pop(stale, None)
+        for stale, until in list(_large_orgs.items()):  # a copy: other threads insert
+            if until <= now:
+                _large_orgs.pop(stale, None)
     _large_orgs[key] = now + LARGE_ORG_TTL_S
 
 
