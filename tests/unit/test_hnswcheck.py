@@ -57,3 +57,4 @@ def test_empty_samples_and_zero_queries_never_alarm() -> None:
     assert not hnswcheck.missed(make_sample([]), [1.0, 0.0], [], worst=2.0)
     found = make_sample([(IDS[0], [1.0, 0.0])])
     assert not hnswcheck.missed(found, [0.0, 0.0], [], worst=2.0)
+    assert not hnswcheck.missed(found, [1.0, 0.0, 0.0], [], worst=2.0)  # other dimension

@@ -82,9 +82,9 @@ def missed(found: Sample, query: list[float], ids: Iterable[uuid.UUID], worst: f
     the result's largest distance, that is not among the result's `ids`."""
     import numpy as np
 
-    if not found.ids:
-        return False
     q = np.asarray(query, dtype=np.float32)
+    if not found.ids or found.vectors.shape[1] != q.shape[0]:
+        return False  # nothing to compare with (another dimension: a space being replaced)
     norm = float(np.linalg.norm(q))
     if norm == 0.0:
         return False
