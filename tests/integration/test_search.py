@@ -397,3 +397,29 @@ def test_hybrid_hits_show_their_own_chunk(two_orgs: dict[str, Any]) -> None:
         stubs = [search.Hit(i, uuid.uuid4(), "", None, "", score=1.0) for i in truth]
         shown = search._displayed(session, stubs, {})  # all through the second statement
     assert [(h.title, h.text, h.start, h.end) for h in shown] == [truth[i] for i in truth]
+
+
+HOSTILE_QUERIES = [
+    '"unclosed quote widget',
+    "-",
+    "!!! ??? ((( )))",
+    "widget & boxes | (repairs",
+    "the of and a",  # stopwords only: an empty tsquery
+    "widgets:* <-> boxes",
+    "x" * 2000,
+    "ünïcödé widgets 😀 漢字",
+    "' OR 1=1 --",
+]
+
+
+@pytest.mark.parametrize("query", HOSTILE_QUERIES)
+def test_hybrid_takes_any_query_text(two_orgs: dict[str, Any], query: str) -> None:
+    """The query text reaches websearch_to_tsquery and word_similarity inside the hybrid
+    statement as a bind parameter: nothing a user types breaks it or leaves the org."""
+    org_a, ids_a = two_orgs["a"]
+    for top_k in (1, 10):
+        result = run(org_a, query, "hybrid", top_k=top_k)
+        assert result.complete
+        assert 1 <= len(result.hits) <= top_k
+        assert doc_ids(result) <= set(ids_a.values())
+        assert all(h.text and h.title for h in result.hits)
