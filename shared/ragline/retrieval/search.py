@@ -508,10 +508,11 @@ def vector_hits(
 def hybrid_hits(
     session: Session, query: str, vector: list[float], where: _Where, depth: int, want: int
 ) -> tuple[list[Hit], str, int, int]:
-    """The hybrid ranking of the `depth` nearest chunks (`fuse`), its best `want` read for
-    display. Two statements: the candidates with their full-text ranks, then the display
-    columns of the fused top `want` (and, only for a short query that no candidate matches
-    in full, their trigram similarity in between).
+    """The hybrid ranking of the `depth` nearest chunks (`fuse`), its best `want` with what
+    they show. Usually one statement: the candidates with their full-text ranks and the
+    display columns of the vector top `want`. One more reads the fused hits outside those,
+    and one more, only for a short query that no candidate matches in full, the candidates'
+    trigram similarity.
     Returns hits, plan, the (bounded) candidate count and the candidates read."""
     rows, plan, candidates = _nearest(session, vector, where, depth, query, want)
     vec = [
