@@ -60,12 +60,21 @@ def main() -> None:
         corpus = make_corpus(sizes + fill, seed=0, slug_prefix="hnsw", model=HASHING_NAME)
         owner = sa.create_engine(url)
         say(f"loading {sum(sizes) + sum(fill)} chunks")
-        timings = load(owner, corpus, progress=say, maintenance_work_mem=args.maintenance_work_mem)
-        with owner.connect() as c:
-            built = c.execute(
+        with owner.connect() as c:  # the migrations' graph, before `load` drops it
+            default = c.execute(
                 sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
                 {"n": "ix_chunk_embedding_hnsw"},
             ).scalar_one()
+        # The migrations' graph is built by `load` only when it is one of the builds measured.
+        own = any(f"m='{m}', ef_construction='{efc}'" in default for m, efc in builds)
+        timings = load(
+            owner,
+            corpus,
+            progress=say,
+            maintenance_work_mem=args.maintenance_work_mem,
+            skip=() if own else ("ix_chunk_embedding_hnsw",),
+        )
+        built = default if own else ""  # the graph the table has now
         orgs = corpus.orgs[: len(sizes)]
         queries = {}
         for org in orgs:
@@ -80,7 +89,6 @@ def main() -> None:
             if f"m='{m}', ef_construction='{efc}'" in built:
                 # The migrations' own graph, built by `load`: not built twice (12+ min at 1M).
                 build_s = timings["ix_chunk_embedding_hnsw_s"]
-                built = ""
             else:
                 with owner.begin() as c:
                     c.execute(sa.text("DROP INDEX IF EXISTS ix_chunk_embedding_hnsw"))
@@ -92,6 +100,7 @@ def main() -> None:
                         )
                     )
                 build_s = round(time.monotonic() - began, 1)
+                built = f"WITH (m='{m}', ef_construction='{efc}')"
             say(f"m={m} ef_construction={efc}: built in {build_s} s")
             app = db.build_engine(Settings(database_url=url, db_pool_size=1))
             for org in orgs:

@@ -393,12 +393,14 @@ def load(
     maintenance_work_mem: str = "1GB",
     progress: Any = None,
     acl_groups: dict[str, Sequence[uuid.UUID]] | None = None,
+    skip: Sequence[str] = (),
 ) -> dict[str, float]:
     """Bulk-load `corpus` into ragline's `org`/`document`/`chunk` as the owner (COPY BINARY),
     with the HNSW and GIN indexes dropped during the load and rebuilt after it with their
     exact definitions from the migrations. `acl_groups` (group name → document ids) puts
     `group:<name>` in those documents' ACLs before their chunks arrive (the chunk trigger
-    copies it). Returns timings in seconds."""
+    copies it). Indexes named in `skip` are dropped and not rebuilt (a caller that builds its
+    own). Returns timings in seconds."""
     import time
 
     say = progress or (lambda _m: None)
@@ -442,6 +444,8 @@ def load(
         timings["copy_s"] = time.perf_counter() - started
         cur.execute(f"SET maintenance_work_mem = '{maintenance_work_mem}'")
         for name, definition in defs.items():
+            if name in skip:
+                continue
             began = time.perf_counter()
             say(f"building {name}")
             cur.execute(definition)
