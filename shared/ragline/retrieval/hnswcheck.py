@@ -24,11 +24,9 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy.orm import Session
 
 #: Share of the table's pages read for a sample (~1 100 rows of a 100 000-chunk org in a
 #: 111 110-row table: enough to meet, with ~99 % odds, one of the query's topic among 256).
@@ -56,18 +54,16 @@ _samples: OrderedDict[Hashable, Sample] = OrderedDict()
 _lock = threading.Lock()
 
 
-def sample(session: Session, key: Hashable, statement: Any, params: dict[str, Any]) -> Sample:
-    """The sample for `key`, read with `statement` (rows of `id` and `v`, the vector as
-    pgvector's binary form: `vector_send`) in the caller's tenant transaction when missing or
-    expired."""
+def sample(key: Hashable, read: Callable[[], Sequence[Any]]) -> Sample:
+    """The sample for `key`, read by `read` (in the caller's tenant transaction: rows of `id`
+    and `v`, the vector as pgvector's binary form, `vector_send`) when missing or expired."""
     now = time.monotonic()
     with _lock:
         found = _samples.get(key)
         if found is not None and found.expires > now:
             _samples.move_to_end(key)
             return found
-    rows = session.execute(statement, params).all()
-    ids, vectors = _unit_rows([(row.id, bytes(row.v)) for row in rows])
+    ids, vectors = _unit_rows([(row.id, bytes(row.v)) for row in read()])
     made = Sample(ids, vectors, now + SAMPLE_TTL_S)
     with _lock:
         _samples[key] = made

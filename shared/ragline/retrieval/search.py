@@ -282,8 +282,9 @@ _VECTOR_COLUMNS = "current_setting('hnsw.iterative_scan', true) AS iterative"
 _QUERY = "(SELECT websearch_to_tsquery('english', :query))"
 
 
-#: What a hybrid candidate shows, sent only for the vector top `:want` (`_outer`).
-_SHOWN = ("title", "section_label", "text", "page", "start_offset", "end_offset")
+#: What a hybrid candidate shows, sent only for the vector top `:want` (`_outer`): the
+#: columns of `_DISPLAY` after the two ids.
+_SHOWN = tuple(column.split(".")[1] for column in _DISPLAY.split(", ")[2:])
 
 
 def _outer(light: bool) -> str:
@@ -374,7 +375,7 @@ def _plans_for(session: Session, where: _Where) -> Iterator[None]:
     search's values, and a plan made for a small org scanned a large one; those stay custom,
     as does every other statement. Both settings are transaction-local and ride with the next
     statement (`db.wire.defer`)."""
-    if where.filtered or where.docs is not None:
+    if _whole_org_key(where) is None:
         yield
         return
     _set_local(session, _GENERIC)
@@ -400,12 +401,17 @@ LARGE_ORG_TTL_S = 60.0
 _large_orgs: dict[tuple[Any, ...], float] = {}
 
 
+def _vectors_key(where: _Where) -> tuple[Any, ...]:
+    """The vectors a search reads: (org, space, model)."""
+    return (where.params["org"], where.params.get("space"), where.params["model"])
+
+
 def _whole_org_key(where: _Where) -> tuple[Any, ...] | None:
     """What a search over a whole org's vectors is remembered by; None for a search whose
     candidates depend on its filters or on the caller's permissions."""
     if where.filtered or where.docs is not None:
         return None
-    return (where.params["org"], where.params.get("space"), where.params["model"])
+    return _vectors_key(where)
 
 
 def _remember_large(key: tuple[Any, ...]) -> None:
@@ -422,14 +428,16 @@ def _missed(session: Session, where: _Where, vector: list[float], rows: Sequence
     result lacks (`hnswcheck`)."""
     from ragline.retrieval import hnswcheck
 
-    p = where.params
-    key = (p["org"], p.get("space"), p["model"], tenancy.current_principals(session))
-    params = {
-        **where.params,
-        "sample_percent": hnswcheck.SAMPLE_PERCENT,
-        "sample_rows": hnswcheck.SAMPLE_ROWS,
-    }
-    found = hnswcheck.sample(session, key, _sql(_sample_sql(where)), params)
+    def read() -> Sequence[Any]:
+        params = {
+            **where.params,
+            "sample_percent": hnswcheck.SAMPLE_PERCENT,
+            "sample_rows": hnswcheck.SAMPLE_ROWS,
+        }
+        return session.execute(_sql(_sample_sql(where)), params).all()
+
+    key = (*_vectors_key(where), tenancy.current_principals(session))
+    found = hnswcheck.sample(key, read)
     worst = max(float(r.distance) for r in rows)
     return hnswcheck.missed(found, vector, (r.id for r in rows), worst)
 
