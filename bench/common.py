@@ -33,7 +33,7 @@ def scratch_database(shared_buffers: str | None = None) -> Iterator[str]:
     if shared_buffers is not None:
         import pg8000.native
 
-        sock = str(server.socket_dir / f".s.PGSQL.{server.port}")
+        sock = str(server.socket)
         conn = pg8000.native.Connection(embedded.OWNER, unix_sock=sock, database="postgres")
         conn.run(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers}'")
         conn.close()

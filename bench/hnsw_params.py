@@ -27,6 +27,11 @@ from common import exit_on_sigterm, percentile, record, scratch_database
 from synthetic import exact_top_k, load, make_corpus, make_queries
 
 
+def _graph(m: int, efc: int) -> str:
+    """How `pg_indexes.indexdef` words an HNSW graph's build parameters."""
+    return f"WITH (m='{m}', ef_construction='{efc}')"
+
+
 def say(message: str) -> None:
     print(f"[hnsw] {message}", file=sys.stderr, flush=True)
 
@@ -66,7 +71,7 @@ def main() -> None:
                 {"n": "ix_chunk_embedding_hnsw"},
             ).scalar_one()
         # The migrations' graph is built by `load` only when it is one of the builds measured.
-        own = any(f"m='{m}', ef_construction='{efc}'" in default for m, efc in builds)
+        own = any(_graph(m, efc) in default for m, efc in builds)
         timings = load(
             owner,
             corpus,
@@ -86,7 +91,7 @@ def main() -> None:
             queries[org.slug] = ([spaces.vector_literal(v) for v in q.vectors], truth)
         for m, efc in builds:
             began = time.monotonic()
-            if f"m='{m}', ef_construction='{efc}'" in built:
+            if _graph(m, efc) in built:
                 # The migrations' own graph, built by `load`: not built twice (12+ min at 1M).
                 build_s = timings["ix_chunk_embedding_hnsw_s"]
             else:
@@ -100,7 +105,7 @@ def main() -> None:
                         )
                     )
                 build_s = round(time.monotonic() - began, 1)
-                built = f"WITH (m='{m}', ef_construction='{efc}')"
+                built = _graph(m, efc)
             say(f"m={m} ef_construction={efc}: built in {build_s} s")
             app = db.build_engine(Settings(database_url=url, db_pool_size=1))
             for org in orgs:

@@ -239,15 +239,21 @@ def test_hybrid_beats_either_list_alone_on_labelled_questions(
     assert scores["hybrid"] >= 0.5, scores
 
 
-def _plans_by_statement() -> dict[str, tuple[int, int]]:
-    """(generic, custom) plan counts of this connection's prepared statements, by their
-    first words (the pool of the test engine holds one or two connections)."""
+def _prepared() -> list[Any]:
+    """This connection's prepared statements with their generic and custom plan counts (the
+    pool of the test engine holds one or two connections)."""
     with tenancy.tenant_session(make_org("plans-probe")) as session:
-        rows = session.execute(
-            sa.text("select statement, generic_plans, custom_plans from pg_prepared_statements")
-        ).all()
+        return list(
+            session.execute(
+                sa.text("select statement, generic_plans, custom_plans from pg_prepared_statements")
+            )
+        )
+
+
+def _plans_by_statement() -> dict[str, tuple[int, int]]:
+    """(generic, custom) plan counts of the prepared statements, by their first words."""
     out: dict[str, tuple[int, int]] = {}
-    for statement, generic, custom in rows:
+    for statement, generic, custom in _prepared():
         key = "vector" if statement.startswith("WITH n AS") else statement[:40]
         g, c = out.get(key, (0, 0))
         out[key] = (g + generic, c + custom)
@@ -305,8 +311,7 @@ def test_large_tables_get_a_deeper_hnsw_walk(
 
 
 def _statements() -> list[str]:
-    with tenancy.tenant_session(make_org("statements-probe")) as session:
-        return list(session.scalars(sa.text("select statement from pg_prepared_statements")))
+    return [row.statement for row in _prepared()]
 
 
 def test_an_org_known_to_be_large_is_searched_without_the_count(

@@ -24,10 +24,14 @@ class EmbeddedServer:
     port: int
     pid: int | None
 
+    @property
+    def socket(self) -> Path:
+        """The server's Unix socket."""
+        return self.socket_dir / f".s.PGSQL.{self.port}"
+
     def url(self, database: str = "postgres", user: str = OWNER) -> str:
         """SQLAlchemy URL for pg8000 over the Unix socket (pg8000 ignores `?host=`)."""
-        sock = self.socket_dir / f".s.PGSQL.{self.port}"
-        return f"postgresql+pg8000://{user}@/{database}?unix_sock={sock}"
+        return f"postgresql+pg8000://{user}@/{database}?unix_sock={self.socket}"
 
 
 def _pgserver() -> Any:
@@ -112,9 +116,7 @@ def ensure_database(server: EmbeddedServer, name: str) -> None:
     """Create database `name` if it does not exist (connects as the owner)."""
     import pg8000.native
 
-    conn = pg8000.native.Connection(
-        OWNER, unix_sock=str(server.socket_dir / f".s.PGSQL.{server.port}"), database="postgres"
-    )
+    conn = pg8000.native.Connection(OWNER, unix_sock=str(server.socket), database="postgres")
     try:
         if not conn.run("select 1 from pg_database where datname = :n", n=name):
             conn.run(f'create database "{name}"')
