@@ -155,6 +155,24 @@ def test_text_mode_and_trigram_fallback_for_a_misspelled_word(hashing: None) -> 
     assert run(org, "exeption", "hybrid").hits[0].document_id == target
 
 
+def test_hybrid_trigram_rescue_scores_the_shown_candidates_only(hashing: None) -> None:
+    """A short query no candidate matches in full: the shown candidates (the vector top
+    `top_k`) whose words closely match it make the text list; the others are not scored."""
+    org = make_org("typos-hybrid")
+    target = add_doc(org, "errors", "An exception is raised when an error is detected at runtime.")
+    # Closer to the query by vector (the shared word, without the rest): ranked first.
+    decoys = {add_doc(org, f"decoy {i}", text) for i, text in enumerate(["raised raised raised"])}
+    query = "raised exeption"  # no chunk holds both words: no full-text match at all
+    vector = run(org, query, "vector")
+    assert [h.document_id for h in vector.hits] == [*decoys, target]
+    found = run(org, query, "hybrid", top_k=2)
+    ranks = {h.document_id: h.text_rank for h in found.hits}
+    assert ranks == {target: 1, **dict.fromkeys(decoys)}  # the decoy is below 0.5 similarity
+    # top_k 1: only the decoy is shown, and it is not similar enough: no text list at all.
+    alone = run(org, query, "hybrid", top_k=1)
+    assert [(h.document_id, h.text_rank) for h in alone.hits] == [(*decoys, None)]
+
+
 def test_hybrid_fuses_cosine_and_all_terms_text_scores(two_orgs: dict[str, Any]) -> None:
     org_a, _ids = two_orgs["a"]
     query = "the gamma crew fixes broken widgets"

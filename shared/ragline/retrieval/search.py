@@ -59,6 +59,9 @@ LARGE_TABLE_EF_SEARCH = 400
 TABLE_ROWS_TTL_S = 300.0
 #: Each list feeds this many candidates into the fusion.
 FUSION_DEPTH = 50
+#: A query of at most this many words that full text does not match is matched by trigram
+#: similarity instead (a misspelled word or two).
+SHORT_QUERY_WORDS = 3
 
 
 class Filters(BaseModel):
@@ -292,15 +295,23 @@ def _outer(light: bool) -> str:
     full-text rank of those that match every query term (NULL for the others) and, of the
     50 candidates, only the vector top `:want` with what they show (`shown`): the fused top
     k is mostly among them, and `_displayed` reads the others. Reading the text of all 50
-    cost ~1.5 ms at 1 000 chunks (issue 14)."""
+    cost ~1.5 ms at 1 000 chunks (issue 14).
+
+    For a short query (`:short`) that no candidate matches in full (a misspelling), the
+    shown rows also carry their trigram `word_similarity` to it (`sim`, NULL otherwise):
+    the text list of `hybrid_hits`. Scoring all 50 candidates cost 4-12 ms (pg_trgm's
+    trigram extraction, ~0.2 µs per character), a fifth of that for the shown ones."""
     if not light:
         return "nearest.*"
     shown = "row_number() OVER (ORDER BY nearest.distance) <= :want"
     columns = ", ".join(f"CASE WHEN {shown} THEN nearest.{c} END AS {c}" for c in _SHOWN)
+    matched = f"nearest.tsv @@ {_QUERY}"
+    rescue = f"{shown} AND :short AND NOT bool_or({matched}) OVER ()"
     return (
         f"nearest.id, nearest.document_id, nearest.distance, nearest.plan, {shown} AS shown, "
         f"{columns}, "
-        f"CASE WHEN nearest.tsv @@ {_QUERY} THEN ts_rank_cd(nearest.tsv, {_QUERY}) END AS rank"
+        f"CASE WHEN {matched} THEN ts_rank_cd(nearest.tsv, {_QUERY}) END AS rank, "
+        f"CASE WHEN {rescue} THEN word_similarity(:query, nearest.text) END AS sim"
     )
 
 
@@ -466,7 +477,8 @@ def _nearest(
         "max_exact": EXACT_MAX_ROWS,
     }
     if light:
-        params.update(query=query, want=want)
+        assert query is not None
+        params.update(query=query, want=want, short=len(query.split()) <= SHORT_QUERY_WORDS)
     with _plans_for(session, where):
         key = _whole_org_key(where)
         large = key is not None and _large_orgs.get(key, 0.0) > time.monotonic()
@@ -518,17 +530,24 @@ def hybrid_hits(
 ) -> tuple[list[Hit], str, int, int]:
     """The hybrid ranking of the `depth` nearest chunks (`fuse`), its best `want` with what
     they show. Usually one statement: the candidates with their full-text ranks and the
-    display columns of the vector top `want`. One more reads the fused hits outside those,
-    and one more, only for a short query that no candidate matches in full, the candidates'
-    trigram similarity.
+    display columns of the vector top `want` (and, for a short query no candidate matches
+    in full, their trigram similarity to it). One more reads the fused hits outside those.
+
+    The text list holds vector candidates only: under row-level security Postgres cannot
+    use the GIN index for `@@` (ts_match_vq is not leakproof, so it may not run before the
+    policy), and a full-text pass is a scan of the whole org (~250 ms at 100 000 chunks). On
+    the labelled sets, text matches outside the vector top 50 never reached the fused top 10
+    (bench/fusion_tuning.py; issue 14).
     Returns hits, plan, the (bounded) candidate count and the candidates read."""
     rows, plan, candidates = _nearest(session, vector, where, depth, query, want)
     vec = [
         Hit(row.id, row.document_id, "", None, "", score=1.0 - float(row.distance)) for row in rows
     ]
     ranked = [(float(row.rank), row.id) for row in rows if row.rank is not None]
-    if not ranked and rows and len(query.split()) <= 3:
-        ranked = _trigram_scores(session, query, [row.id for row in rows])
+    if not ranked:
+        # A short query that no candidate matches in full (`_outer`): the shown candidates
+        # whose words closely match it, scored below any full-text match.
+        ranked = [(float(row.sim) * 0.1, row.id) for row in rows if (row.sim or 0.0) > 0.5]
     by_id = {h.chunk_id: h for h in vec}
     txt = [
         Hit(**{**by_id[chunk_id].__dict__, "score": score})
@@ -567,7 +586,7 @@ def text_hits(
             hit = _hit(row)
             hit.score = float(row.rank) * weight
             hits.append(hit)
-    if len(hits) < limit and len(query.split()) <= 3 and not (strong_only and hits):
+    if len(hits) < limit and len(query.split()) <= SHORT_QUERY_WORDS and not (strong_only and hits):
         extra = ", word_similarity(:query, c.text) AS sim"
         stmt = _FROM.format(
             extra=extra,
@@ -584,26 +603,6 @@ def text_hits(
     return hits
 
 
-def _trigram_scores(
-    session: Session, query: str, ids: list[uuid.UUID]
-) -> list[tuple[float, uuid.UUID]]:
-    """The text list of a hybrid search for a short query that none of its candidates
-    matches in full (a misspelling): candidates whose words closely match it, by trigram
-    word similarity, scored below any full-text match.
-
-    Only the vector candidates are scored: under row-level security Postgres cannot use the
-    GIN index for `@@` (ts_match_vq is not leakproof, so it may not run before the policy),
-    and a full-text pass is a scan of the whole org (~250 ms at 100 000 chunks). On the
-    labelled sets, text matches outside the vector top 50 never reached the fused top 10
-    (bench/fusion_tuning.py; issue 14)."""
-    rows = session.execute(_sql(_TRIGRAM_SCORES), {"query": query, "ids": [str(i) for i in ids]})
-    return [(float(row.sim) * 0.1, row.id) for row in rows if row.sim > 0.5]
-
-
-_TRIGRAM_SCORES = (
-    "SELECT c.id, word_similarity(:query, c.text) AS sim "
-    "FROM chunk c WHERE c.id = ANY(CAST(:ids AS uuid[]))"
-)
 _DISPLAYED = (
     f"SELECT {_DISPLAY} FROM chunk c JOIN document d ON d.id = c.document_id "
     "WHERE c.id = ANY(CAST(:ids AS uuid[]))"
