@@ -203,3 +203,34 @@ def test_a_user_who_sees_few_chunks_gets_the_exact_top_k_of_those(loaded: Loaded
         assert [h.chunk_id for h in whole.hits] == [h.chunk_id for h in server.hits]
         nobody = _search(loaded, org, vector, frozenset({"group:other"}))
         assert nobody.hits == [] and nobody.plan["candidates"] == 0
+
+
+@pytest.mark.slow
+def test_recall_at_10_on_an_org_graph_of_its_own(loaded: Loaded) -> None:
+    """The 5 000-chunk org with a graph of its own (`orggraphs`): every search walks it (no
+    count, no exact scan), with the guarantee's recall; other orgs are unaffected."""
+    from ragline.retrieval import orggraphs
+
+    corpus = loaded.corpus
+    org = next(o for o in corpus.orgs if o.size == 5_000)
+    other = next(o for o in corpus.orgs if o.size == 1_000)
+    graph = orggraphs.Graph("chunk", "org_id", org.org_id)
+    owner = sa.create_engine(loaded.engine.url)
+    try:
+        orggraphs.apply(owner, orggraphs.Plan(build=[(graph, org.size)]))
+        queries = synthetic.make_queries(corpus, org, QUERIES, seed=5)
+        truth = synthetic.exact_top_k(corpus, org, queries.vectors, TOP_K)
+        recalls = []
+        for vector, best in zip(queries.vectors, truth, strict=True):
+            result = _search(loaded, org, vector)
+            assert result.plan["vector"].startswith("hnsw") and result.complete
+            assert result.plan["candidates"] == search.EXACT_MAX_ROWS + 1  # never counted
+            found = [str(h.chunk_id) for h in result.hits]
+            recalls.append(synthetic.recall(found, [corpus.chunk_ids[r] for r in best]))
+        assert sum(recalls) / len(recalls) >= 0.99, recalls
+        assert min(recalls) >= 0.9, recalls
+        vector = synthetic.make_queries(corpus, other, 1, seed=5).vectors[0]
+        assert _search(loaded, other, vector).plan["vector"] == "exact"
+    finally:
+        orggraphs.apply(owner, orggraphs.Plan(drop=[graph.name]))
+        owner.dispose()

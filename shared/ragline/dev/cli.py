@@ -15,7 +15,12 @@ import typer
 
 from ragline.core.config import get_settings
 from ragline.dev.cli_embeddings import embeddings_app
-from ragline.dev.cli_ops import reconcile_command, retention_app, status_command
+from ragline.dev.cli_ops import (
+    org_graphs_command,
+    reconcile_command,
+    retention_app,
+    status_command,
+)
 from ragline.dev.cli_upload import upload_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -39,6 +44,7 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(embeddings_app, name="embeddings")
 app.command("status")(status_command)
 app.command("reconcile")(reconcile_command)
+app.command("org-graphs")(org_graphs_command)
 app.command("upload")(upload_command)
 
 

@@ -1,5 +1,5 @@
-"""Operator commands: `ragline retention run` and `ragline status` (registered in
-ragline.dev.cli)."""
+"""Operator commands: `ragline retention run`, `ragline reconcile`, `ragline org-graphs` and
+`ragline status` (registered in ragline.dev.cli)."""
 
 from __future__ import annotations
 
@@ -107,6 +107,50 @@ def reconcile_command(
         typer.secho(f"org {org_id}: {error}", fg=typer.colors.RED, err=True)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def org_graphs_command(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="list what would be built and dropped; change nothing")
+    ] = False,
+    min_chunks: Annotated[
+        int | None,
+        typer.Option(min=2, help="vectors from which an org gets its own graph (default 10000)"),
+    ] = None,
+    maintenance_work_mem: Annotated[
+        str | None,
+        typer.Option(help="memory for each build, e.g. 1GB (default: the server's setting)"),
+    ] = None,
+) -> None:
+    """Give each large org (or embedding space) an HNSW graph of its own, and drop those of
+    orgs that shrank or left: as the table owner, without blocking writes. Run it after
+    migrations and then periodically (docs/search.md)."""
+    from ragline.db.engine import get_engine
+    from ragline.retrieval import orggraphs
+
+    engine = get_engine(app_role=False)
+    threshold = min_chunks or orggraphs.ORG_GRAPH_MIN_CHUNKS
+    with engine.connect() as conn:
+        todo = orggraphs.plan(conn, threshold)
+    for name in todo.keep:
+        typer.echo(f"keep   {name}")
+    for name in todo.drop:
+        typer.echo(f"drop   {name}")
+    for graph, rows in todo.build:
+        typer.echo(f"build  {graph.name} on {graph.table} ({rows} vectors)")
+    if dry_run:
+        typer.echo(f"dry run: {len(todo.build)} to build, {len(todo.drop)} to drop")
+        return
+    try:
+        orggraphs.apply(
+            engine,
+            todo,
+            maintenance_work_mem=maintenance_work_mem,
+            progress=lambda line: typer.echo(f"  {line}", err=True),
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(f"{len(todo.build)} built, {len(todo.drop)} dropped, {len(todo.keep)} kept")
 
 
 def status_command(

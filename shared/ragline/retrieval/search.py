@@ -373,7 +373,7 @@ def _vector_rows(session: Session, statement: str, params: dict[str, Any]) -> Se
 
 
 @contextmanager
-def _plans_for(session: Session, where: _Where) -> Iterator[None]:
+def _plans_for(session: Session, where: _Where, own: bool = False) -> Iterator[None]:
     """The vector statement of a search over the whole org runs on a plan made once per
     connection (generic): planning the two-branch statement under RLS cost more than running
     it at a small org (0.35-0.65 ms against ~0.1 ms; issue 14). Such a plan is safe for it,
@@ -385,7 +385,17 @@ def _plans_for(session: Session, where: _Where) -> Iterator[None]:
     `current_setting` for them): with filters or principals, the right index depends on this
     search's values, and a plan made for a small org scanned a large one; those stay custom,
     as does every other statement. Both settings are transaction-local and ride with the next
-    statement (`db.wire.defer`)."""
+    statement (`db.wire.defer`).
+
+    An org with a graph of its own (`own`, `orggraphs`) keeps custom plans, where its id is
+    the constant the planner matches with the graph's predicate, and `enable_sort = off`."""
+    if own:
+        _set_local(session, {"enable_sort": "off"})
+        try:
+            yield
+        finally:
+            _set_local(session, {"enable_sort": "on"})
+        return
     if _whole_org_key(where) is None:
         yield
         return
@@ -434,6 +444,15 @@ def _remember_large(key: tuple[Any, ...]) -> None:
     _large_orgs[key] = now + LARGE_ORG_TTL_S
 
 
+def _owns_graph(session: Session, where: _Where) -> bool:
+    """Whether the searched org (or its embedding space) has a graph of its own
+    (`orggraphs`: large orgs, built by the operator)."""
+    from ragline.retrieval import orggraphs
+
+    graph = orggraphs.graph_for(where.space, where.params["org"])
+    return orggraphs.owned(session.connection(), graph)
+
+
 def _missed(session: Session, where: _Where, vector: list[float], rows: Sequence[Any]) -> bool:
     """Whether the org's sample holds a closer chunk than the HNSW result's worst that the
     result lacks (`hnswcheck`)."""
@@ -479,9 +498,10 @@ def _nearest(
     if light:
         assert query is not None
         params.update(query=query, want=want, short=len(query.split()) <= SHORT_QUERY_WORDS)
-    with _plans_for(session, where):
-        key = _whole_org_key(where)
-        large = key is not None and _large_orgs.get(key, 0.0) > time.monotonic()
+    key = _whole_org_key(where)
+    own = key is not None and _owns_graph(session, where)
+    with _plans_for(session, where, own):
+        large = own or (key is not None and _large_orgs.get(key, 0.0) > time.monotonic())
         statement = _large_sql(where, light) if large else _vector_sql(where, light)
         rows = _vector_rows(session, statement, params)
         unset = rows[0].iterative != "relaxed_order" if rows else not _has_settings(session)
@@ -732,9 +752,12 @@ def _estimated_rows(session: Session, table: str) -> float:
 
 def base_ef_search(session: Session, where: _Where) -> int:
     """ef_search for the table searched (`chunk`, or the space's vector table): deeper walks
-    on large tables, where the graph's regions are many."""
+    on large tables, where the graph's regions are many, unless the org walks a graph of
+    its own (`orggraphs`)."""
     table = "chunk" if where.space is None or where.space.legacy else where.space.storage
-    if _estimated_rows(session, table) >= LARGE_TABLE_ROWS:
+    if _estimated_rows(session, table) >= LARGE_TABLE_ROWS and not (
+        _whole_org_key(where) is not None and _owns_graph(session, where)
+    ):
         return LARGE_TABLE_EF_SEARCH
     return HNSW_EF_SEARCH
 

@@ -1,0 +1,171 @@
+"""Graphs of their own for large orgs (`retrieval.orggraphs`): what the operator job builds,
+keeps and drops, how it recovers from an interrupted build, and that a search uses the
+org's graph, and only its own org's (recall on a large org: test_search_recall.py)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from ragline.db import engine as db
+from ragline.db import tenancy
+from ragline.dev.cli import app
+from ragline.retrieval import orggraphs, search
+
+from .test_search import add_doc, make_org
+
+WORDS = ["harbour", "granite", "orchard", "lantern", "meadow", "copper", "violet", "thunder"]
+
+
+@pytest.fixture()
+def graphs(configure: Callable[..., None]) -> Iterator[None]:
+    """Inline pipeline, hashing embedder; every own graph dropped afterwards (the per-test
+    truncation empties the tables, not their indexes)."""
+    configure(queue_backend="inline", embedding_provider="hashing", embed_batch_chunks="8")
+    yield
+    with owner() as conn:
+        for name in orggraphs._read_existing(conn):
+            conn.execute(sa.text(f"DROP INDEX IF EXISTS {name}"))
+    orggraphs.forget()
+
+
+def owner() -> sa.Connection:
+    return db.get_engine(app_role=False).connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+def org_with_docs(slug: str, count: int) -> uuid.UUID:
+    org = make_org(slug)
+    for i in range(count):
+        words = " ".join(WORDS[(i + j) % len(WORDS)] for j in range(5))
+        add_doc(org, f"{slug} {i}", f"Note {i} about {words}.")
+    return org
+
+
+def name_of(org: uuid.UUID) -> str:
+    return orggraphs.Graph("chunk", "org_id", org).name
+
+
+def vector_search(org: uuid.UUID, query: str, top_k: int = 5) -> search.SearchResult:
+    req = search.SearchRequest(query=query, top_k=top_k, mode="vector")
+    with tenancy.tenant_session(org) as session:
+        return search.search(session, req)
+
+
+def plan(min_chunks: int) -> orggraphs.Plan:
+    with owner() as conn:
+        return orggraphs.plan(conn, min_chunks)
+
+
+def test_large_orgs_get_a_graph_that_their_searches_use(graphs: None) -> None:
+    big, small = org_with_docs("big", 8), org_with_docs("small", 3)
+    before = {q: vector_search(big, q) for q in ("harbour granite", "violet thunder meadow")}
+    assert all(r.plan["vector"] == "exact" for r in before.values())
+
+    todo = plan(min_chunks=6)
+    assert [(g.name, n) for g, n in todo.build] == [(name_of(big), 8)]
+    assert todo.drop == [] and todo.keep == []
+    lines: list[str] = []
+    orggraphs.apply(db.get_engine(app_role=False), todo, progress=lines.append)
+    assert lines[0].startswith(f"building {name_of(big)}") and lines[1].startswith("built")
+
+    for query, exact in before.items():
+        walked = vector_search(big, query)
+        assert walked.plan["vector"] == "hnsw"  # its own graph: no count, the HNSW statement
+        # The exact top k (the same distances; equal ones may come in another order).
+        assert [round(h.score, 5) for h in walked.hits] == [round(h.score, 5) for h in exact.hits]
+        assert walked.complete
+    assert vector_search(small, "harbour granite").plan["vector"] == "exact"
+
+    # The statement's plan walks the org's own index, not the shared one.
+    with tenancy.tenant_session(big) as session:
+        where = search._conditions(session, "hashing-v1", None)
+        session.execute(sa.text("SET LOCAL enable_sort = off"))
+        params = {**where.params, "vector": "[" + ",".join(["0.1"] * 384) + "]", "limit": 5}
+        shown = session.execute(
+            sa.text("EXPLAIN " + search._large_sql(where)), {**params, "bound": 2001}
+        ).all()
+    assert any(name_of(big) in row[0] for row in shown)
+
+    # Planned again: kept while the org stays above half the threshold, dropped below it.
+    assert plan(min_chunks=6).keep == [name_of(big)]
+    assert plan(min_chunks=16).keep == [name_of(big)]
+    assert plan(min_chunks=18).drop == [name_of(big)]
+
+
+def test_an_interrupted_build_is_never_used_and_is_built_again(graphs: None) -> None:
+    big = org_with_docs("interrupted", 6)
+    graph = orggraphs.Graph("chunk", "org_id", big)
+    # A writer's open transaction holds the build after its catalog entry is committed (a
+    # concurrent build waits for writers): cancelled there, it leaves an invalid index.
+    with db.get_engine(app_role=False).connect() as writer, owner() as conn:
+        writer.execute(sa.text("LOCK TABLE chunk IN ROW EXCLUSIVE MODE"))
+        conn.execute(sa.text("SET statement_timeout = '300ms'"))
+        with pytest.raises(sa.exc.DBAPIError):
+            conn.execute(sa.text(graph.create_sql()))
+        conn.execute(sa.text("SET statement_timeout = 0"))
+        writer.rollback()
+        assert orggraphs._read_existing(conn) == {graph.name: False}
+    orggraphs.forget()
+    assert vector_search(big, "harbour granite").plan["vector"] == "exact"  # not the invalid one
+
+    todo = plan(min_chunks=4)
+    assert todo.drop == [graph.name] and [g.name for g, _ in todo.build] == [graph.name]
+    orggraphs.apply(db.get_engine(app_role=False), todo)
+    with owner() as conn:
+        assert orggraphs._read_existing(conn) == {graph.name: True}
+    assert vector_search(big, "harbour granite").plan["vector"] == "hnsw"
+
+
+def test_graphs_of_orgs_that_are_gone_are_dropped(graphs: None) -> None:
+    gone = org_with_docs("gone", 4)
+    orggraphs.apply(db.get_engine(app_role=False), plan(min_chunks=4))
+    with owner() as conn:
+        conn.execute(sa.text("DELETE FROM org WHERE id = :id"), {"id": gone})
+    assert plan(min_chunks=4).drop == [name_of(gone)]
+
+
+def test_cli_lists_then_builds(graphs: None) -> None:
+    big = org_with_docs("cli", 4)
+    dry = CliRunner().invoke(app, ["org-graphs", "--dry-run", "--min-chunks", "4"])
+    assert dry.exit_code == 0, dry.output
+    assert f"build  {name_of(big)} on chunk (4 vectors)" in dry.output
+    assert "dry run: 1 to build, 0 to drop" in dry.output
+    with owner() as conn:
+        assert orggraphs._read_existing(conn) == {}
+    bad = CliRunner().invoke(
+        app, ["org-graphs", "--min-chunks", "4", "--maintenance-work-mem", "1GB; DROP TABLE x"]
+    )
+    assert bad.exit_code == 1 and "maintenance_work_mem" in bad.output
+    done = CliRunner().invoke(app, ["org-graphs", "--min-chunks", "4"])
+    assert done.exit_code == 0, done.output
+    assert "1 built, 0 dropped, 0 kept" in done.output
+    again = CliRunner().invoke(app, ["org-graphs", "--min-chunks", "4"])
+    assert f"keep   {name_of(big)}" in again.output and "0 built" in again.output
+
+
+def test_an_embedding_space_gets_a_graph_on_its_vector_table(graphs: None) -> None:
+    from ragline.ingest import reembed
+
+    org = org_with_docs("spaced", 6)
+    reembed.start(org, "hashing", "hashing-v1", 256)
+    space = reembed.cutover(org).active
+    exact = vector_search(org, "orchard lantern")
+    assert exact.plan["vector"] == "exact"
+
+    todo = plan(min_chunks=6)
+    own = orggraphs.Graph("chunk_vector_256", "space_id", space.id)
+    assert own.name == f"ix_cv256_own_{space.id.hex}"
+    assert sorted((g.name, n) for g, n in todo.build) == sorted([(name_of(org), 6), (own.name, 6)])
+    orggraphs.apply(db.get_engine(app_role=False), todo)
+    walked = vector_search(org, "orchard lantern")
+    assert walked.plan["vector"] == "hnsw"
+    assert [round(h.score, 5) for h in walked.hits] == [round(h.score, 5) for h in exact.hits]
+
+
+def test_graph_keys_must_be_uuids() -> None:
+    with pytest.raises(TypeError):
+        orggraphs.Graph("chunk", "org_id", "x' OR 1=1 --")  # type: ignore[arg-type]
