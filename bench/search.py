@@ -592,6 +592,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--shared-buffers", default=None, help="the server's buffer cache (default: 128MB)"
     )
+    parser.add_argument(
+        "--org-graphs",
+        action="store_true",
+        help="give orgs of 10 000+ chunks a graph of their own first (`ragline org-graphs`)",
+    )
     parser.add_argument("--acl", action="store_true", help="also the permission buckets")
     parser.add_argument("--acl-org", type=int, default=100_000, help="chunks of the ACL org")
     args = parser.parse_args(argv)
@@ -635,6 +640,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             maintenance_work_mem=args.maintenance_work_mem,
             acl_groups=acl_groups(full, acl_org) if acl_org is not None else None,
         )
+        graphs: list[str] = []
+        if args.org_graphs:
+            from ragline.retrieval import orggraphs
+
+            say("org graphs: a partial HNSW index per large org")
+            built = time.monotonic()
+            with owner.connect() as conn:
+                todo = orggraphs.plan(conn)
+            orggraphs.apply(
+                owner, todo, maintenance_work_mem=args.maintenance_work_mem, progress=say
+            )
+            load_timings["org_graphs_s"] = round(time.monotonic() - built, 2)
+            graphs = [g.name for g, _ in todo.build]
         app = db.build_engine(Settings(database_url=url, db_pool_size=1))
         with owner.connect() as conn:
             shared_buffers = conn.execute(sa.text("SHOW shared_buffers")).scalar()
@@ -750,6 +768,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "table_rows": len(full),
         "filler_orgs": fill,
         "shared_buffers": shared_buffers,
+        "org_graphs": len(graphs),
         "queries_per_org": args.queries,
         "top_k": TOP_K,
         "cpus": os.cpu_count(),

@@ -79,6 +79,12 @@ def test_large_orgs_get_a_graph_that_their_searches_use(graphs: None) -> None:
         assert [round(h.score, 5) for h in walked.hits] == [round(h.score, 5) for h in exact.hits]
         assert walked.complete
     assert vector_search(small, "harbour granite").plan["vector"] == "exact"
+    # Hybrid asks for 50 candidates, more than the org has: the walk comes back short and
+    # the exact scan completes it, on the same custom plan settings.
+    req = search.SearchRequest(query="harbour granite", top_k=5, mode="hybrid")
+    with tenancy.tenant_session(big) as session:
+        hybrid = search.search(session, req)
+    assert hybrid.plan["vector"] == "exact-fallback" and len(hybrid.hits) == 5
 
     # The statement's plan walks the org's own index, not the shared one.
     with tenancy.tenant_session(big) as session:

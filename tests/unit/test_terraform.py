@@ -947,6 +947,8 @@ def test_deploy_build_runs_no_installed_or_test_code() -> None:
     migrate = _build("cloudbuild-migrate.yaml")
     migrate_text = " ".join(_step_text(s) for s in migrate["steps"])
     assert "ragline migrate" in migrate_text and "terraform" not in migrate_text
+    # The large orgs' own graphs, by the schema's owner, on the migrated schema.
+    assert migrate_text.index("ragline migrate") < migrate_text.index("ragline org-graphs")
     assert "availableSecrets" not in migrate
 
 

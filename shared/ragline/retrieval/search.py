@@ -29,7 +29,7 @@ from ragline.core.config import get_settings
 from ragline.core.errors import ValidationError
 from ragline.db import tenancy, wire
 from ragline.db.engine import SESSION_SETTINGS
-from ragline.retrieval import spaces
+from ragline.retrieval import orggraphs, spaces
 from ragline.retrieval.embeddings import Embedder
 from ragline.retrieval.spaces import Space
 
@@ -445,10 +445,10 @@ def _remember_large(key: tuple[Any, ...]) -> None:
 
 
 def _owns_graph(session: Session, where: _Where) -> bool:
-    """Whether the searched org (or its embedding space) has a graph of its own
-    (`orggraphs`: large orgs, built by the operator)."""
-    from ragline.retrieval import orggraphs
-
+    """Whether the search reads the whole org's vectors and the org (or its embedding space)
+    has a graph of its own (`orggraphs`: large orgs, built by the operator)."""
+    if _whole_org_key(where) is None:
+        return False
     graph = orggraphs.graph_for(where.space, where.params["org"])
     return orggraphs.owned(session.connection(), graph)
 
@@ -499,7 +499,7 @@ def _nearest(
         assert query is not None
         params.update(query=query, want=want, short=len(query.split()) <= SHORT_QUERY_WORDS)
     key = _whole_org_key(where)
-    own = key is not None and _owns_graph(session, where)
+    own = _owns_graph(session, where)
     with _plans_for(session, where, own):
         large = own or (key is not None and _large_orgs.get(key, 0.0) > time.monotonic())
         statement = _large_sql(where, light) if large else _vector_sql(where, light)
@@ -721,6 +721,8 @@ def describe() -> dict[str, Any]:
         "fusion": "convex(min-max cosine, min-max ts_rank_cd of all-terms matches)",
         "hybrid_vector_weight": HYBRID_VECTOR_WEIGHT,
         "fusion_depth": FUSION_DEPTH,
+        "trigram_rescue": f"shown candidates, queries of <= {SHORT_QUERY_WORDS} words",
+        "org_graph_min_chunks": orggraphs.ORG_GRAPH_MIN_CHUNKS,
     }
 
 
@@ -755,9 +757,7 @@ def base_ef_search(session: Session, where: _Where) -> int:
     on large tables, where the graph's regions are many, unless the org walks a graph of
     its own (`orggraphs`)."""
     table = "chunk" if where.space is None or where.space.legacy else where.space.storage
-    if _estimated_rows(session, table) >= LARGE_TABLE_ROWS and not (
-        _whole_org_key(where) is not None and _owns_graph(session, where)
-    ):
+    if _estimated_rows(session, table) >= LARGE_TABLE_ROWS and not _owns_graph(session, where):
         return LARGE_TABLE_EF_SEARCH
     return HNSW_EF_SEARCH
 
