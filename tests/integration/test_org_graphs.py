@@ -23,14 +23,17 @@ WORDS = ["harbour", "granite", "orchard", "lantern", "meadow", "copper", "violet
 
 @pytest.fixture()
 def graphs(configure: Callable[..., None]) -> Iterator[None]:
-    """Inline pipeline, hashing embedder; every own graph dropped afterwards (the per-test
-    truncation empties the tables, not their indexes)."""
+    """Inline pipeline, hashing embedder, fresh process caches; every own graph dropped
+    afterwards (the per-test truncation empties the tables, not their indexes)."""
     configure(queue_backend="inline", embedding_provider="hashing", embed_batch_chunks="8")
+    orggraphs.forget()
+    search._large_orgs.clear()
     yield
     with owner() as conn:
         for name in orggraphs._read_existing(conn):
             conn.execute(sa.text(f"DROP INDEX IF EXISTS {name}"))
     orggraphs.forget()
+    search._large_orgs.clear()
 
 
 def owner() -> sa.Connection:

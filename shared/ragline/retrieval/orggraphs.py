@@ -175,18 +175,27 @@ def apply(
     """Drop, then build, each graph of `todo` without blocking writes (`CONCURRENTLY`, one
     statement at a time, autocommit): as the table owner. A build that fails stops the run
     (its invalid index is dropped by the next). Returns `todo`."""
+    if maintenance_work_mem and not re.fullmatch(r"\d+\s*(kB|MB|GB)", maintenance_work_mem):
+        raise ValueError(f"maintenance_work_mem {maintenance_work_mem!r}: e.g. 1GB")
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         if maintenance_work_mem:
-            if not re.fullmatch(r"\d+\s*(kB|MB|GB)", maintenance_work_mem):
-                raise ValueError(f"maintenance_work_mem {maintenance_work_mem!r}: e.g. 1GB")
-            conn.execute(sa.text(f"SET maintenance_work_mem = '{maintenance_work_mem}'"))
-        for name in todo.drop:
-            progress(f"dropping {name}")
-            conn.execute(sa.text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}"))
-        for graph, rows in todo.build:
-            progress(f"building {graph.name} on {graph.table} ({rows} vectors)")
-            started = time.monotonic()
-            conn.execute(sa.text(graph.create_sql()))
-            progress(f"built {graph.name} in {time.monotonic() - started:.1f}s")
+            try:
+                conn.execute(sa.text(f"SET maintenance_work_mem = '{maintenance_work_mem}'"))
+            except sa.exc.DBAPIError as exc:  # out of the server's range
+                raise ValueError(
+                    f"maintenance_work_mem {maintenance_work_mem!r}: {exc.orig}"
+                ) from exc
+        try:
+            for name in todo.drop:
+                progress(f"dropping {name}")
+                conn.execute(sa.text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+            for graph, rows in todo.build:
+                progress(f"building {graph.name} on {graph.table} ({rows} vectors)")
+                started = time.monotonic()
+                conn.execute(sa.text(graph.create_sql()))
+                progress(f"built {graph.name} in {time.monotonic() - started:.1f}s")
+        finally:
+            if maintenance_work_mem and not conn.invalidated:  # pooled: back as it came
+                conn.execute(sa.text("RESET maintenance_work_mem"))
     forget()
     return todo
