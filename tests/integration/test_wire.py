@@ -72,6 +72,27 @@ def test_a_tenant_read_is_two_round_trips(engine: Engine, flushes: list[int]) ->
     assert flushes[0] == 2  # ... and COMMIT
 
 
+def test_the_query_log_rides_with_the_commit(
+    engine: Engine, flushes: list[int], configure: Any
+) -> None:
+    """A logged search (`search.search_logged`'s upsert) adds no round trip: the upsert is
+    deferred to the COMMIT's flush, and its row is there afterwards."""
+    from ragline.retrieval import querylog
+
+    configure(query_log_rate="1", query_log_size="8")
+    org = make_tenant("wire-ql").org_id
+    with tenancy.tenant_session(org, engine=engine) as s:  # warm: connect, prepare
+        _visible_orgs(s)
+        querylog.record(s, "warm")
+    flushes[0] = 0
+    with tenancy.tenant_session(org, engine=engine) as s:
+        assert _visible_orgs(s) == 1
+        assert querylog.record(s, "logged with the commit")
+    assert flushes[0] == 2  # BEGIN + binding + the read; the upsert + COMMIT
+    with tenancy.tenant_session(org, engine=engine) as s:
+        assert "logged with the commit" in querylog.recent(s)
+
+
 def test_the_binding_is_applied_before_the_first_statement(engine: Engine) -> None:
     a, b = make_tenant("wire-a").org_id, make_tenant("wire-b").org_id
     for org in (a, b, a):

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ragline.core.config import Settings, get_settings
-from ragline.db import tenancy
+from ragline.db import tenancy, wire
 from ragline.db.models import QueryLog
 
 #: Longest query text kept (a search query is at most this long anyway).
@@ -19,10 +19,11 @@ MAX_CHARS = 2000
 
 #: One statement: the upsert, and an asynchronous commit for this transaction (it turns the
 #: search's read-only transaction into a write; a query lost in a crash costs nothing, a WAL
-#: flush at every search would cost each one).
-_UPSERT = sa.text(
+#: flush at every search would cost each one). Nobody reads its result: it is deferred
+#: (`db.wire.defer`) and travels with the transaction's COMMIT, no round trip of its own.
+_UPSERT = (
     "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)) "
-    "INSERT INTO query_log (org_id, slot, query) SELECT :org, :slot, :query FROM async "
+    "INSERT INTO query_log (org_id, slot, query) SELECT %s, %s, %s FROM async "
     "ON CONFLICT (org_id, slot) DO UPDATE SET query = EXCLUDED.query, created_at = now()"
 )
 
@@ -35,7 +36,8 @@ def record(session: Session, query: str, settings: Settings | None = None) -> bo
     if not size or not text or rate <= 0 or (rate < 1 and random.random() >= rate):
         return False
     slot = random.randrange(size)  # spreading writes, not a secret
-    session.execute(_UPSERT, {"org": tenancy.current_org(session), "slot": slot, "query": text})
+    org = tenancy.current_org(session)
+    wire.defer_or_execute(session.connection(), _UPSERT, (org, slot, text))
     return True
 
 

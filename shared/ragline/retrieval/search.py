@@ -832,7 +832,8 @@ def search(
 
 def search_logged(session: Session, req: SearchRequest) -> SearchResult:
     """`search` for the search endpoint: the query text also goes to the org's query log
-    (one upsert in the same transaction, sampled; `ragline.retrieval.querylog`)."""
+    (one upsert in the same transaction, sent with its COMMIT, sampled;
+    `ragline.retrieval.querylog`)."""
     from ragline.retrieval import querylog
 
     result = search(session, req)
