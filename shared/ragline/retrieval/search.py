@@ -303,7 +303,7 @@ def _outer(light: bool) -> str:
     trigram extraction, ~0.2 µs per character), a fifth of that for the shown ones."""
     if not light:
         return "nearest.*"
-    shown = "row_number() OVER (ORDER BY nearest.distance) <= :want"
+    shown = "row_number() OVER (ORDER BY nearest.distance, nearest.id) <= :want"
     columns = ", ".join(f"CASE WHEN {shown} THEN nearest.{c} END AS {c}" for c in _SHOWN)
     matched = f"nearest.tsv @@ {_QUERY}"
     rescue = f"{shown} AND :short AND NOT bool_or({matched}) OVER ()"
@@ -369,7 +369,8 @@ def _set_local(session: Session, values: dict[str, str]) -> None:
 def _vector_rows(session: Session, statement: str, params: dict[str, Any]) -> Sequence[Any]:
     """A vector statement's rows, by true distance."""
     rows = session.execute(_sql(statement), params).all()
-    return sorted(rows, key=lambda r: float(r.distance))
+    # Equal distances by id, as `_outer` ranks them: the same order on every plan.
+    return sorted(rows, key=lambda r: (float(r.distance), r.id))
 
 
 @contextmanager
