@@ -26,12 +26,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ragline.db.models import VECTOR_TABLES
+
+if TYPE_CHECKING:
+    from ragline.retrieval.spaces import Space
 
 #: Vectors from which an org (or embedding space) gets its own graph: 5x the exact-scan
 #: threshold, where HNSW walks of the shared graph start to cross many other orgs' nodes.
@@ -76,11 +79,12 @@ def _tables() -> list[tuple[str, str]]:
     return [("chunk", "org_id")] + [(t.name, "space_id") for t in VECTOR_TABLES.values()]
 
 
-def graph_for(where_space: Any, org: uuid.UUID) -> Graph:
-    """The graph a search of `org` in `where_space` (a `spaces.Space` or None) would use."""
-    if where_space is None or where_space.legacy:
+def graph_for(space: Space | None, org: uuid.UUID) -> Graph:
+    """The graph a search of `org` in `space` (None: the org has no embedding spaces) would
+    use."""
+    if space is None or space.legacy:
         return Graph("chunk", "org_id", org)
-    return Graph(where_space.storage, "space_id", where_space.id)
+    return Graph(space.storage, "space_id", space.id)
 
 
 # --------------------------------------------------------------------------- search side
@@ -123,16 +127,12 @@ def forget() -> None:
 
 @dataclass
 class Plan:
+    """What `apply` does: graphs to build (with their vector counts), index names to drop
+    (first) and to keep."""
+
     build: list[tuple[Graph, int]] = field(default_factory=list)
     drop: list[str] = field(default_factory=list)
     keep: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "build": [{"index": g.name, "table": g.table, "rows": n} for g, n in self.build],
-            "drop": self.drop,
-            "keep": self.keep,
-        }
 
 
 def plan(conn: Connection, min_chunks: int = ORG_GRAPH_MIN_CHUNKS) -> Plan:
