@@ -345,7 +345,7 @@ def chunk_order(corpus: Corpus, seed: int = 3) -> npt.NDArray[np.int64]:
 DOCUMENT_COLUMNS = "id, org_id, title, kind, content, content_hash, metadata, status, chunk_count"
 CHUNK_COLUMNS = "id, org_id, document_id, ord, text, token_count, embedding, embedding_model"
 #: Indexes dropped during a bulk load and rebuilt after it (bulk build beats row inserts).
-REBUILT_INDEXES = ("ix_chunk_embedding_hnsw", "ix_chunk_tsv")
+REBUILT_INDEXES = ("ix_chunk_embedding_hnsw", "ix_chunk_tsv", "ix_chunk_exact_scan")
 
 
 def _document_rows(corpus: Corpus) -> Iterator[list[bytes]]:

@@ -379,7 +379,7 @@ def test_the_miss_check_compares_with_a_sample_of_the_org_only(
         vector = search.spaces.for_search(session)[0].embed(["widget repairs"], kind="query")[0]
         where = search._conditions(session, "hashing-v1", None)
         params = {**where.params, "vector": search.spaces.vector_literal(vector), "limit": 3}
-        exact = session.execute(search._sql(search._exact_sql(where, where.sql)), params).all()
+        exact = search._vector_rows(session, search._exact_sql(where, where.sql), params)
         assert len(exact) == 3
         assert not search._missed(session, where, vector, exact)
         assert search._missed(session, where, vector, exact[1:])  # the nearest is left out

@@ -242,6 +242,13 @@ class Chunk(Base):
             "embedding_model",
             postgresql_include=["acl"],
         ),
+        # The exact scan of a small org: an index-only scan of its vectors (migration 0013).
+        sa.Index(
+            "ix_chunk_exact_scan",
+            "org_id",
+            "embedding_model",
+            postgresql_include=["acl", "id", "document_id", "embedding"],
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()

@@ -32,7 +32,7 @@ from ragline.core.logs import log
 from ragline.db import engine as db
 
 #: Alembic head of migrations/versions; bump it with every new migration (a test checks it).
-HEAD_REVISION = "0012"
+HEAD_REVISION = "0013"
 #: pgvector from which filtered HNSW searches use iterative index scans.
 VECTOR_ITERATIVE = (0, 8)
 

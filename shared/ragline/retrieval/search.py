@@ -254,13 +254,24 @@ def _bound_count_sql(where: _Where) -> str:
 
 
 def _exact_sql(where: _Where, sql: str, light: bool = False) -> str:
+    """The exact scan: the distance to every candidate, the nearest `:limit` kept, and only
+    those joined with what they show. The scan itself reads ids and vectors alone, which
+    `ix_chunk_exact_scan` holds next to the org (an index-only scan, migration 0013); reading
+    whole rows for it cost a heap page per chunk (issue 14)."""
     # `+ 0` makes the ORDER BY an expression the HNSW index cannot serve: exact scan.
     if where.docs is not None:
         sql = f"c.document_id = ANY({_visible_docs(where)}) AND {sql}"
-    extra = f", ({where.vec} <=> CAST(:vector AS vector)) + 0 AS distance, 'exact' AS plan"
-    extra += ", c.tsv" if light else ""
-    select = _FROM.format(extra=extra, join=where.join, where=sql)
-    return select + " ORDER BY distance LIMIT :limit"
+    distance = f"{where.vec} <=> CAST(:vector AS vector)"
+    nearest = (
+        f"SELECT c.id FROM chunk c JOIN document d ON d.id = c.document_id{where.join} "
+        f"WHERE {sql} ORDER BY ({distance}) + 0 LIMIT :limit"
+    )
+    # The chosen ids as an array (an InitPlan): the rows they name are read by primary key
+    # whatever plan the statement has (joined, a generic plan read the whole org again).
+    extra = f", {distance} AS distance, 'exact' AS plan" + (", c.tsv" if light else "")
+    return _FROM.format(
+        extra=extra, join=where.join, where=f"c.id = ANY(ARRAY({nearest})) AND {where.sql}"
+    )
 
 
 def _approx_sql(where: _Where, gate: str = "", light: bool = False) -> str:
