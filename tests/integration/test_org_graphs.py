@@ -27,13 +27,13 @@ def graphs(configure: Callable[..., None]) -> Iterator[None]:
     afterwards (the per-test truncation empties the tables, not their indexes)."""
     configure(queue_backend="inline", embedding_provider="hashing", embed_batch_chunks="8")
     orggraphs.forget()
-    search._large_orgs.clear()
+    search._org_sizes.clear()
     yield
     with owner() as conn:
         for name in orggraphs._read_existing(conn):
             conn.execute(sa.text(f"DROP INDEX IF EXISTS {name}"))
     orggraphs.forget()
-    search._large_orgs.clear()
+    search._org_sizes.clear()
 
 
 def owner() -> sa.Connection:

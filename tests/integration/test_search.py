@@ -272,7 +272,7 @@ def _plans_by_statement() -> dict[str, tuple[int, int]]:
     """(generic, custom) plan counts of the prepared statements, by their first words."""
     out: dict[str, tuple[int, int]] = {}
     for statement, generic, custom in _prepared():
-        key = "vector" if statement.startswith("WITH n AS") else statement[:40]
+        key = "vector" if _kind(statement) != "other" else statement[:40]
         g, c = out.get(key, (0, 0))
         out[key] = (g + generic, c + custom)
     return out
@@ -332,28 +332,42 @@ def _statements() -> list[str]:
     return [row.statement for row in _prepared()]
 
 
+def _kind(statement: str) -> str:
+    """Which vector statement this is: the gated one with the count (`counted`), or one
+    branch alone for an org of a remembered size (`large`, `small`)."""
+    if statement.startswith("WITH n AS"):
+        return "counted"
+    if statement.startswith("SELECT nearest") and " AS candidates" in statement:
+        return "small" if "'exact' AS plan" in statement else "large"
+    return "other"
+
+
+def _kinds() -> set[str]:
+    return {_kind(s) for s in _statements()} - {"other"}
+
+
 def test_an_org_known_to_be_large_is_searched_without_the_count(
     hashing: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Once a search found more than EXACT_MAX_ROWS candidates, the process goes straight to
-    HNSW for that org (no count) for LARGE_ORG_TTL_S; the results are the same, and an org
+    HNSW for that org (no count) for ORG_SIZE_TTL_S; the results are the same, and an org
     that shrank meanwhile still gets all it has (the exact fallback)."""
     monkeypatch.setattr(search, "EXACT_MAX_ROWS", 3)
-    search._large_orgs.clear()
+    search._org_sizes.clear()
     db.reset_engines()
     org = make_org("large-org")
     for i in range(4):
         add_doc(org, f"keepers {i}", f"Lighthouse keeper number {i} trims the lamp wick.")
     first = run(org, "lighthouse keeper", "vector", top_k=3)
     assert first.plan["vector"].startswith("hnsw") and first.plan["candidates"] == 4
-    assert not any(s.startswith("SELECT nearest.*, CAST(") for s in _statements())
+    assert _kinds() == {"counted"}
     second = run(org, "lighthouse keeper", "vector", top_k=3)
     assert [h.chunk_id for h in second.hits] == [h.chunk_id for h in first.hits]
-    assert any(s.startswith("SELECT nearest.*, CAST(") for s in _statements())
-    # Another org, and a filtered search of this one, are not taken for large.
-    assert len(search._large_orgs) == 1
+    assert _kinds() == {"counted", "large"}
+    # Another org, and a filtered search of this one, are not remembered.
+    assert len(search._org_sizes) == 1
     run(org, "lighthouse keeper", "vector", top_k=3, kind="text")
-    assert len(search._large_orgs) == 1
+    assert len(search._org_sizes) == 1
     with db.owner_session() as session:
         session.execute(  # their chunks go with them (ON DELETE CASCADE)
             sa.text("DELETE FROM document WHERE org_id = :org AND title <> 'keepers 0'"),
@@ -361,7 +375,44 @@ def test_an_org_known_to_be_large_is_searched_without_the_count(
         )
     shrunk = run(org, "lighthouse keeper", "vector", top_k=3)
     assert shrunk.plan["vector"] == "exact-fallback" and len(shrunk.hits) == 1
-    search._large_orgs.clear()
+    search._org_sizes.clear()
+
+
+def test_an_org_known_to_be_small_is_searched_exactly_without_the_count(
+    hashing: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An org counted at most EXACT_MAX_ROWS goes straight to the exact scan for
+    ORG_SIZE_TTL_S, in every mode that reads vectors: the same results as the counted
+    statement. One that grew past the threshold meanwhile is still searched exactly (every
+    candidate, the new ones included) until the memory expires; then it is counted again."""
+    monkeypatch.setattr(search, "EXACT_MAX_ROWS", 3)
+    search._org_sizes.clear()
+    db.reset_engines()
+    org = make_org("small-org")
+    for i in range(2):
+        add_doc(org, f"gardens {i}", f"Gardener number {i} prunes the roses by the wall.")
+    first = {}
+    for mode in ("vector", "hybrid"):
+        search._org_sizes.clear()
+        first[mode] = run(org, "gardener roses", mode, top_k=3)
+    assert _kinds() == {"counted"}
+    assert first["vector"].plan == {"vector": "exact", "candidates": 2}
+    second = {mode: run(org, "gardener roses", mode, top_k=3) for mode in ("vector", "hybrid")}
+    assert _kinds() == {"counted", "small"}
+    for mode in ("vector", "hybrid"):
+        assert second[mode].hits == first[mode].hits
+        assert second[mode].plan == first[mode].plan
+    add_doc(org, "gardens 2", "Gardener number 2 waters the roses at dawn.")
+    add_doc(org, "gardens 3", "Gardener number 3 cuts the roses for the table.")
+    grown = run(org, "gardener roses", "vector", top_k=10)
+    assert grown.plan["vector"] == "exact" and len(grown.hits) == 4  # the new ones too
+    (key,) = search._org_sizes
+    search._org_sizes[key] = (2, 0.0)  # expired
+    recounted = run(org, "gardener roses", "vector", top_k=10)
+    # Counted: above the threshold, so HNSW, which comes back short of 10 (exact fallback).
+    assert recounted.plan == {"vector": "exact-fallback", "candidates": 4}
+    assert [h.chunk_id for h in recounted.hits] == [h.chunk_id for h in grown.hits]
+    search._org_sizes.clear()
 
 
 def test_the_miss_check_compares_with_a_sample_of_the_org_only(

@@ -339,11 +339,20 @@ def _vector_sql(where: _Where, light: bool = False) -> str:
 
 
 def _large_sql(where: _Where, light: bool = False) -> str:
-    """The vector statement of an org known to be above `EXACT_MAX_ROWS` (`_large_orgs`):
+    """The vector statement of an org known to be above `EXACT_MAX_ROWS` (`_org_sizes`):
     the HNSW branch alone, no count."""
     return (
         f"SELECT {_outer(light)}, CAST(:bound AS bigint) AS candidates, {_VECTOR_COLUMNS} "
         f"FROM ({_approx_sql(where, light=light)}) nearest"
+    )
+
+
+def _small_sql(where: _Where, light: bool = False) -> str:
+    """The vector statement of an org known to have at most `EXACT_MAX_ROWS` candidates
+    (`_org_sizes`): the exact scan alone, no count (`:bound` is the remembered count)."""
+    return (
+        f"SELECT {_outer(light)}, CAST(:bound AS bigint) AS candidates, {_VECTOR_COLUMNS} "
+        f"FROM ({_exact_sql(where, where.sql, light)}) nearest"
     )
 
 
@@ -426,12 +435,15 @@ def _sql(text: str) -> Any:
 
 #: ef_search of the second walk when the check finds a miss.
 HNSW_RETRY_EF_SEARCH = 1000
-#: Seconds a process remembers that an org has more than `EXACT_MAX_ROWS` candidates (a
-#: search over the whole org then skips the count: `_large_sql`). An org that shrinks below
-#: it meanwhile is searched by HNSW, whose short or missed results fall back to the exact scan.
-LARGE_ORG_TTL_S = 60.0
-#: Orgs known to be large: (org, space, model) → when that knowledge expires.
-_large_orgs: dict[tuple[Any, ...], float] = {}
+#: Seconds a process remembers an org's bounded candidate count: a search over the whole org
+#: then skips the count and runs one branch (`_large_sql` above `EXACT_MAX_ROWS`, `_small_sql`
+#: up to it; the count was ~0.2 ms of a 1 000-chunk org's search). An org that shrinks below
+#: the threshold meanwhile is searched by HNSW, whose short or missed results fall back to
+#: the exact scan; one that grows above it gets an exact scan of more rows (exact still, and
+#: slower: for at most this long).
+ORG_SIZE_TTL_S = 60.0
+#: Bounded candidate counts: (org, space, model) → (count, when that knowledge expires).
+_org_sizes: dict[tuple[Any, ...], tuple[int, float]] = {}
 
 
 def _vectors_key(where: _Where) -> tuple[Any, ...]:
@@ -447,13 +459,23 @@ def _whole_org_key(where: _Where) -> tuple[Any, ...] | None:
     return _vectors_key(where)
 
 
-def _remember_large(key: tuple[Any, ...]) -> None:
+def _remember_size(key: tuple[Any, ...], candidates: int) -> None:
     now = time.monotonic()
-    if len(_large_orgs) > 10_000:
-        for stale, until in list(_large_orgs.items()):  # a copy: other threads insert
+    if len(_org_sizes) > 10_000:
+        for stale, (_, until) in list(_org_sizes.items()):  # a copy: other threads insert
             if until <= now:
-                _large_orgs.pop(stale, None)
-    _large_orgs[key] = now + LARGE_ORG_TTL_S
+                _org_sizes.pop(stale, None)
+    _org_sizes[key] = (candidates, now + ORG_SIZE_TTL_S)
+
+
+def _known_size(key: tuple[Any, ...] | None) -> int | None:
+    """The org's remembered bounded candidate count, if this process counted it lately."""
+    if key is None:
+        return None
+    known = _org_sizes.get(key)
+    if known is None or known[1] <= time.monotonic():
+        return None
+    return known[0]
 
 
 def _owns_graph(session: Session, where: _Where) -> bool:
@@ -494,8 +516,8 @@ def _nearest(
 ) -> tuple[Sequence[Any], str, int]:
     """The `limit` nearest candidates by cosine distance, in one statement: the bounded
     candidate count gates an exact scan (up to `EXACT_MAX_ROWS`) or an HNSW iterative scan
-    (above it); an org this process already knows to be large goes to HNSW without the
-    count. Every full HNSW result is checked against a sample of the org (`hnswcheck`).
+    (above it); an org this process counted lately (`_org_sizes`) goes to its plan without
+    the count. Every full HNSW result is checked against a sample of the org (`hnswcheck`).
     With `query` (hybrid), rows with their full-text rank, only the first `want` with what
     they show (`_outer`).
     Returns rows by distance, plan and the (bounded) candidate count."""
@@ -513,8 +535,14 @@ def _nearest(
     key = _whole_org_key(where)
     own = _owns_graph(session, where)
     with _plans_for(session, where, own):
-        large = own or (key is not None and _large_orgs.get(key, 0.0) > time.monotonic())
-        statement = _large_sql(where, light) if large else _vector_sql(where, light)
+        known = EXACT_MAX_ROWS + 1 if own else _known_size(key)
+        if known is None:
+            statement = _vector_sql(where, light)
+        elif known > EXACT_MAX_ROWS:
+            statement = _large_sql(where, light)
+        else:
+            statement = _small_sql(where, light)
+            params["bound"] = known  # the candidates it reports
         rows = _vector_rows(session, statement, params)
         unset = rows[0].iterative != "relaxed_order" if rows else not _has_settings(session)
         if unset and (not rows or rows[0].plan == "hnsw"):
@@ -525,8 +553,8 @@ def _nearest(
         if not rows:
             return [], "exact", 0
         plan, candidates = str(rows[0].plan), int(rows[0].candidates)
-        if key is not None and not large and candidates > EXACT_MAX_ROWS:
-            _remember_large(key)
+        if key is not None and known is None:
+            _remember_size(key, candidates)
         if plan == "hnsw" and len(rows) >= limit and _missed(session, where, vector, rows):
             # The graph walk stayed in the wrong region (seen on clustered data, issue 14): a
             # much wider walk first, the exact scan if that misses too.
