@@ -4,6 +4,7 @@ org's graph, and only its own org's (recall on a large org: test_search_recall.p
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -58,6 +59,18 @@ def vector_search(org: uuid.UUID, query: str, top_k: int = 5) -> search.SearchRe
         return search.search(session, req)
 
 
+def numbered(statement: str) -> str:
+    """`statement` with `$1`, `$2`... for its `:name` parameters (`EXPLAIN (GENERIC_PLAN)`)."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return re.sub(r"(?<![:\w]):([a-z_]+)", number, statement)
+
+
 def plan(min_chunks: int) -> orggraphs.Plan:
     with owner() as conn:
         return orggraphs.plan(conn, min_chunks)
@@ -89,15 +102,24 @@ def test_large_orgs_get_a_graph_that_their_searches_use(graphs: None) -> None:
         hybrid = search.search(session, req)
     assert hybrid.plan["vector"] == "exact-fallback" and len(hybrid.hits) == 5
 
-    # The statement's plan walks the org's own index, not the shared one.
+    # The statement names the org by a literal (`_pinned`): even its generic plan, the one it
+    # runs on, walks the org's own index. With the org as a parameter only, it could not.
     with tenancy.tenant_session(big) as session:
         where = search._conditions(session, "hashing-v1", None)
+        graph = search._own_graph(session, where)
+        assert graph is not None and graph.name == name_of(big)
         session.execute(sa.text("SET LOCAL enable_sort = off"))
-        params = {**where.params, "vector": "[" + ",".join(["0.1"] * 384) + "]", "limit": 5}
-        shown = session.execute(
-            sa.text("EXPLAIN " + search._large_sql(where)), {**params, "bound": 2001}
-        ).all()
-    assert any(name_of(big) in row[0] for row in shown)
+        walks = {
+            pinned: "\n".join(
+                row[0]
+                for row in session.execute(
+                    sa.text("EXPLAIN (GENERIC_PLAN) " + numbered(search._large_sql(statement)))
+                )
+            )
+            for pinned, statement in ((True, search._pinned(where, graph)), (False, where))
+        }
+    assert name_of(big) in walks[True]
+    assert name_of(big) not in walks[False] and "ix_chunk_embedding_hnsw" in walks[False]
 
     # Planned again: kept while the org stays above half the threshold, dropped below it.
     assert plan(min_chunks=6).keep == [name_of(big)]

@@ -9,8 +9,9 @@ crosses other orgs' nodes: in a 1 000 000-row table a 100 000-chunk org kept rec
 `WHERE space_id = '<space>'` on its vector table): its walks never leave its own vectors.
 
 Search (`search._nearest`) uses it when it exists and is valid (`owned`): the vector
-statement runs on a custom plan, where the org's id is a constant the planner matches with
-the index's predicate. Every other search is unchanged.
+statement names the org by a literal too (`search._pinned`), a constant the planner matches
+with the index's predicate, even in the generic plan it runs on. Every other search is
+unchanged.
 
 Building needs the table's owner and `CREATE INDEX CONCURRENTLY` (writes go on meanwhile), so
 it is an operator job like migrations: `ragline org-graphs [--dry-run]` (`plan` + `apply`),
