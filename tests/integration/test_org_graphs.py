@@ -4,7 +4,6 @@ org's graph, and only its own org's (recall on a large org: test_search_recall.p
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -17,7 +16,7 @@ from ragline.db import tenancy
 from ragline.dev.cli import app
 from ragline.retrieval import orggraphs, search
 
-from .test_search import add_doc, make_org
+from .test_search import add_doc, make_org, numbered
 
 WORDS = ["harbour", "granite", "orchard", "lantern", "meadow", "copper", "violet", "thunder"]
 
@@ -57,18 +56,6 @@ def vector_search(org: uuid.UUID, query: str, top_k: int = 5) -> search.SearchRe
     req = search.SearchRequest(query=query, top_k=top_k, mode="vector")
     with tenancy.tenant_session(org) as session:
         return search.search(session, req)
-
-
-def numbered(statement: str) -> str:
-    """`statement` with `$1`, `$2`... for its `:name` parameters (`EXPLAIN (GENERIC_PLAN)`)."""
-    names: list[str] = []
-
-    def number(match: re.Match[str]) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-
-    return re.sub(r"(?<![:\w]):([a-z_]+)", number, statement)
 
 
 def plan(min_chunks: int) -> orggraphs.Plan:
