@@ -163,9 +163,10 @@ PLAIN_EF_SEARCH = 200
 class PlainReference:
     """The hand-tuned plain pgvector reference on the same table and queries: btree on
     org_id, HNSW with `hnsw.iterative_scan = relaxed_order`, ef_search 200 (session
-    settings), the planner free to choose per query; one autocommit statement per query as
-    the owner (no tenant transaction, no RLS, no join). With `principals`, the ACL is one
-    more filter: `acl && principals`."""
+    settings), the planner free to choose per query, among every index of the table (ragline's
+    `ix_chunk_exact_scan` serves it an index-only scan, an org's own graph its walk); one
+    autocommit statement per query as the owner (no tenant transaction, no RLS, no join).
+    With `principals`, the ACL is one more filter: `acl && principals`."""
 
     STMT = sa.text(
         "SELECT id FROM chunk WHERE org_id = :org "
@@ -783,7 +784,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "comparable with the library, vector/hybrid over HTTP are latency only",
             "plain": "hand-tuned plain pgvector on the same table and queries: SELECT id "
             "FROM chunk WHERE org_id = $1 ORDER BY embedding <=> $2 LIMIT 10, btree on "
-            "org_id, hnsw.iterative_scan = relaxed_order, ef_search 200, planner free, "
+            "org_id, hnsw.iterative_scan = relaxed_order, ef_search 200, planner free "
+            "(it also uses ragline's indexes: ix_chunk_exact_scan index-only, own graphs), "
             "one autocommit statement per query as the owner (no RLS, no join), timed "
             "from the vector (its pgvector text included, as in ragline); ratio_p95 = "
             "ragline vector p95 / plain p95",
