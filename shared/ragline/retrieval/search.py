@@ -16,7 +16,7 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -697,28 +697,41 @@ def _displayed(session: Session, hits: list[Hit], shown: dict[uuid.UUID, Any]) -
     return out
 
 
-def _entry(fused: dict[uuid.UUID, Hit], hit: Hit) -> Hit:
-    return fused.setdefault(hit.chunk_id, Hit(**{**hit.__dict__, "score": 0.0}))
+#: A list's part in a fusion: its hits, the rank field it sets, the score each hit adds.
+_Part = tuple[list[Hit], str, Callable[[int, Hit], float]]
 
 
-def _ranked(fused: dict[uuid.UUID, Hit], top_k: int) -> list[Hit]:
-    return sorted(fused.values(), key=lambda h: (-h.score, str(h.chunk_id)))[:top_k]
+def _combine(parts: Sequence[_Part], top_k: int) -> list[Hit]:
+    """The best `top_k` chunks by their summed scores (equal scores by chunk id),
+    each a copy of the first hit seen for it with the fused score and its rank in each list
+    that holds it. Scores are summed as plain floats and only the winners copied: copying
+    every candidate cost ~0.2 ms of a hybrid search's 50 (issue 14)."""
+    scores: dict[uuid.UUID, float] = {}
+    first: dict[uuid.UUID, Hit] = {}
+    ranks: dict[uuid.UUID, dict[str, int]] = {}
+    for hits, field_name, adds in parts:
+        for rank, hit in enumerate(hits, start=1):
+            chunk = hit.chunk_id
+            if chunk not in first:
+                first[chunk], scores[chunk], ranks[chunk] = hit, 0.0, {}
+            ranks[chunk][field_name] = rank
+            scores[chunk] += adds(rank, hit)
+    # A UUID orders as its text does (fixed-width lowercase hex): no str() per candidate.
+    best = sorted(scores, key=lambda chunk: (-scores[chunk], chunk))[:top_k]
+    return [Hit(**{**first[c].__dict__, "score": scores[c], **ranks[c]}) for c in best]
 
 
 def fuse_rrf(
     vector: list[Hit], text: list[Hit], top_k: int, *, text_weight: float = 1.0
 ) -> list[Hit]:
     """Reciprocal rank fusion (k = 60) of the two ranked lists, the text list weighted."""
-    fused: dict[uuid.UUID, Hit] = {}
-    for rank, hit in enumerate(vector, start=1):
-        entry = _entry(fused, hit)
-        entry.vector_rank = rank
-        entry.score += 1.0 / (RRF_K + rank)
-    for rank, hit in enumerate(text, start=1):
-        entry = _entry(fused, hit)
-        entry.text_rank = rank
-        entry.score += text_weight / (RRF_K + rank)
-    return _ranked(fused, top_k)
+    return _combine(
+        (
+            (vector, "vector_rank", lambda rank, _: 1.0 / (RRF_K + rank)),
+            (text, "text_rank", lambda rank, _: text_weight / (RRF_K + rank)),
+        ),
+        top_k,
+    )
 
 
 def _min_max(hits: list[Hit]) -> dict[uuid.UUID, float]:
@@ -732,17 +745,14 @@ def _min_max(hits: list[Hit]) -> dict[uuid.UUID, float]:
 def fuse_convex(vector: list[Hit], text: list[Hit], top_k: int, *, alpha: float) -> list[Hit]:
     """Score-aware fusion: alpha * min-max(cosine) + (1 - alpha) * min-max(text rank), each
     normalised over its own list; a chunk missing from a list gets 0 from it."""
-    fused: dict[uuid.UUID, Hit] = {}
-    for weight, hits, field_name in (
-        (alpha, vector, "vector_rank"),
-        (1 - alpha, text, "text_rank"),
-    ):
-        norm = _min_max(hits)
-        for rank, hit in enumerate(hits, start=1):
-            entry = _entry(fused, hit)
-            setattr(entry, field_name, rank)
-            entry.score += weight * norm[hit.chunk_id]
-    return _ranked(fused, top_k)
+    on_vector, on_text = _min_max(vector), _min_max(text)
+    return _combine(
+        (
+            (vector, "vector_rank", lambda _, hit: alpha * on_vector[hit.chunk_id]),
+            (text, "text_rank", lambda _, hit: (1 - alpha) * on_text[hit.chunk_id]),
+        ),
+        top_k,
+    )
 
 
 def fuse(vector: list[Hit], text: list[Hit], top_k: int) -> list[Hit]:
