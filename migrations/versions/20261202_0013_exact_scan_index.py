@@ -8,9 +8,10 @@ next to its org, model, id, document and ACL (everything the scan and the row-le
 read), so the scan is an index-only scan of the org's contiguous entries: ~250 buffers, and
 the statement's execution fell from 1.8 to 0.5 ms at 1 000 chunks (issue 14; bench/README.md).
 
-The price is a second copy of each 384-dimensional vector (~1.6 kB per chunk, about the size
-of the HNSW graph's). Only `chunk.embedding` gets it: the embedding spaces' tables hold
-vectors of up to 1 536 dimensions, beyond a btree entry's limit (~2.7 kB).
+The price is a second copy of each 384-dimensional vector: ~2 kB per chunk (219 MB for
+111 110 chunks, as much as the table's heap and as its HNSW graph). Only `chunk.embedding`
+gets it: the embedding spaces' tables hold vectors of up to 1 536 dimensions, beyond a btree
+entry's limit (~2.7 kB).
 
 Built without blocking writes (`CREATE INDEX CONCURRENTLY`, outside the migration's
 transaction); a failed build leaves an invalid index, which running the upgrade again drops.
