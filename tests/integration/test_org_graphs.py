@@ -16,7 +16,7 @@ from ragline.db import tenancy
 from ragline.dev.cli import app
 from ragline.retrieval import orggraphs, search
 
-from .test_search import add_doc, make_org, numbered
+from .test_search import _prepared, add_doc, make_org, numbered
 
 WORDS = ["harbour", "granite", "orchard", "lantern", "meadow", "copper", "violet", "thunder"]
 
@@ -112,6 +112,29 @@ def test_large_orgs_get_a_graph_that_their_searches_use(graphs: None) -> None:
     assert plan(min_chunks=6).keep == [name_of(big)]
     assert plan(min_chunks=16).keep == [name_of(big)]
     assert plan(min_chunks=18).drop == [name_of(big)]
+
+
+def test_beyond_the_pinned_limit_an_org_walks_its_graph_on_custom_plans(
+    graphs: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With more graphs than PINNED_GRAPHS_MAX, no statement names an org by a literal (the
+    prepared statements would churn): the org stays a parameter, planned per search, and
+    the walk is still its own graph's, with the same results."""
+    big = org_with_docs("unpinned", 8)
+    exact = vector_search(big, "harbour granite")
+    orggraphs.apply(db.get_engine(app_role=False), plan(min_chunks=6))
+    db.reset_engines()
+    monkeypatch.setattr(search, "PINNED_GRAPHS_MAX", 0)
+    walked = vector_search(big, "harbour granite")
+    assert walked.plan["vector"] == "hnsw"
+    assert [round(h.score, 5) for h in walked.hits] == [round(h.score, 5) for h in exact.hits]
+    prepared = _prepared()
+    assert not any(str(big) in row.statement for row in prepared)
+    vector = [row for row in prepared if "'hnsw' AS plan" in row.statement]
+    assert vector and all(row.generic_plans == 0 and row.custom_plans > 0 for row in vector)
+    monkeypatch.setattr(search, "PINNED_GRAPHS_MAX", 1)
+    assert vector_search(big, "harbour granite").plan["vector"] == "hnsw"
+    assert any(str(big) in row.statement for row in _prepared())
 
 
 def test_an_interrupted_build_is_never_used_and_is_built_again(graphs: None) -> None:

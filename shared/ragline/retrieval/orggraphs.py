@@ -117,6 +117,11 @@ def owned(conn: Connection, graph: Graph) -> bool:
     return _owned.get(graph.name, False)
 
 
+def valid_count() -> int:
+    """How many valid graphs the last catalog read of `owned` found."""
+    return sum(_owned.values())
+
+
 def forget() -> None:
     """Read the catalog again at the next search (after building or dropping graphs)."""
     global _owned_until

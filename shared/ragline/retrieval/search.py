@@ -396,7 +396,7 @@ def _vector_rows(session: Session, statement: str, params: dict[str, Any]) -> Se
 
 
 @contextmanager
-def _plans_for(session: Session, where: _Where) -> Iterator[None]:
+def _plans_for(session: Session, where: _Where, custom: bool = False) -> Iterator[None]:
     """The vector statement of a search over the whole org runs on a plan made once per
     connection (generic): planning the two-branch statement under RLS cost more than running
     it at a small org (0.35-0.65 ms against ~0.1 ms; issue 14). Such a plan is safe for it,
@@ -413,7 +413,17 @@ def _plans_for(session: Session, where: _Where) -> Iterator[None]:
     An org with a graph of its own (`orggraphs`) runs a statement that names it by a literal
     (`_pinned`): its generic plan is made with the constant the planner matches with the
     graph's predicate, once per connection and org (custom plans cost ~0.2 ms of planning
-    per search at a 10 000-chunk org)."""
+    per search at a 10 000-chunk org). With more graphs than `PINNED_GRAPHS_MAX`, their
+    statements would not stay prepared (`db.wire.CACHE_SIZE`): the org stays a parameter
+    and the statement runs on custom plans (`custom`), where it is a constant too, with
+    `enable_sort = off`."""
+    if custom:
+        _set_local(session, {"enable_sort": "off"})
+        try:
+            yield
+        finally:
+            _set_local(session, {"enable_sort": "on"})
+        return
     if _whole_org_key(where) is None:
         yield
         return
@@ -488,6 +498,12 @@ def _owns_graph(session: Session, where: _Where) -> bool:
     return _own_graph(session, where) is not None
 
 
+#: Graphs of their own up to which their orgs' statements name them by a literal (`_pinned`):
+#: each such org adds a statement or two to every connection's prepared ones (128, of which
+#: the hot paths use a few dozen).
+PINNED_GRAPHS_MAX = 32
+
+
 def _pinned(where: _Where, graph: orggraphs.Graph) -> _Where:
     """`where` with the graph's own condition as a literal too (`org_id = '<org>'`, or the
     space's `space_id`): the statement's generic plan can use the partial index, whose
@@ -544,12 +560,13 @@ def _nearest(
         params.update(query=query, want=want, short=len(query.split()) <= SHORT_QUERY_WORDS)
     key = _whole_org_key(where)
     graph = _own_graph(session, where)
-    with _plans_for(session, where):
+    pinned = graph is not None and orggraphs.valid_count() <= PINNED_GRAPHS_MAX
+    with _plans_for(session, where, custom=graph is not None and not pinned):
         known = EXACT_MAX_ROWS + 1 if graph is not None else _known_size(key)
         if known is None:
             statement = _vector_sql(where, light)
         elif known > EXACT_MAX_ROWS:
-            statement = _large_sql(where if graph is None else _pinned(where, graph), light)
+            statement = _large_sql(_pinned(where, graph) if graph and pinned else where, light)
         else:
             statement = _small_sql(where, light)
             params["bound"] = known  # the candidates it reports
