@@ -258,13 +258,15 @@ def _exact_sql(where: _Where, sql: str, light: bool = False) -> str:
     those joined with what they show. The scan itself reads ids and vectors alone, which
     `ix_chunk_exact_scan` holds next to the org (an index-only scan, migration 0013); reading
     whole rows for it cost a heap page per chunk (issue 14)."""
-    # `+ 0` makes the ORDER BY an expression the HNSW index cannot serve: exact scan.
+    # `+ 0` makes the ORDER BY an expression the HNSW index cannot serve: exact scan. Equal
+    # distances by id, as everywhere (`_vector_rows`): which tied chunks make the cut must not
+    # depend on where the rows lie on disk.
     if where.docs is not None:
         sql = f"c.document_id = ANY({_visible_docs(where)}) AND {sql}"
     distance = f"{where.vec} <=> CAST(:vector AS vector)"
     nearest = (
         f"SELECT c.id FROM chunk c JOIN document d ON d.id = c.document_id{where.join} "
-        f"WHERE {sql} ORDER BY ({distance}) + 0 LIMIT :limit"
+        f"WHERE {sql} ORDER BY ({distance}) + 0, c.id LIMIT :limit"
     )
     # The chosen ids as an array (an InitPlan): the rows they name are read by primary key
     # whatever plan the statement has (joined, a generic plan read the whole org again).
