@@ -38,6 +38,16 @@ def test_load_questions_jsonl_and_pair_lists(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"question": "no relevant"}) + "\n")
     with pytest.raises(ValueError, match=r"bad\.jsonl:1"):
         evaluate.load_questions(bad)
+    # Questions the search would refuse fail the load with their line, not the run midway.
+    for question, why in (
+        ("harbour \\ud800", "unicode"),
+        ("   ", "non-blank"),
+        ("x" * 2001, "2000"),
+    ):
+        bad.write_text(json.dumps({"question": "fine", "relevant": []}) + "\n")
+        bad.write_text(bad.read_text() + f'{{"question": "{question}", "relevant": ["a"]}}\n')
+        with pytest.raises(ValueError, match=rf"bad\.jsonl:2: .*{why}"):
+            evaluate.load_questions(bad)
 
 
 def test_evaluate_with_a_searcher_and_table() -> None:

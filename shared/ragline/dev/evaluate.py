@@ -66,8 +66,22 @@ def load_questions(path: Path) -> list[Question]:
         relevant = item.get("relevant")
         if not isinstance(item.get("question"), str) or not isinstance(relevant, list):
             raise ValueError(f"{path}:{number}: expected {{'question': str, 'relevant': [...]}}")
+        _check_question(item["question"], f"{path}:{number}")
         out.append(Question(item["question"], tuple(str(r) for r in relevant)))
     return out
+
+
+def _check_question(question: str, where: str) -> None:
+    """A question the search would refuse (blank, too long, NUL, a lone surrogate that a
+    JSON escape decodes to) fails the load with its line, not the run midway."""
+    from pydantic import ValidationError
+
+    from ragline.retrieval.search import SearchRequest
+
+    try:
+        SearchRequest(query=question)
+    except ValidationError as exc:
+        raise ValueError(f"{where}: {exc.errors()[0]['msg']}") from None
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
