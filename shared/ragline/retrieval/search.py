@@ -342,22 +342,23 @@ def _vector_sql(where: _Where, light: bool = False) -> str:
     )
 
 
-def _large_sql(where: _Where, light: bool = False) -> str:
-    """The vector statement of an org known to be above `EXACT_MAX_ROWS` (`_org_sizes`):
-    the HNSW branch alone, no count."""
+def _one_branch_sql(branch: str, light: bool) -> str:
+    """The vector statement of an org of a remembered size (`_org_sizes`): one branch alone,
+    no count; `:bound` is the candidate count it reports."""
     return (
         f"SELECT {_outer(light)}, CAST(:bound AS bigint) AS candidates, {_VECTOR_COLUMNS} "
-        f"FROM ({_approx_sql(where, light=light)}) nearest"
+        f"FROM ({branch}) nearest"
     )
+
+
+def _large_sql(where: _Where, light: bool = False) -> str:
+    """An org known to be above `EXACT_MAX_ROWS`: the HNSW branch alone."""
+    return _one_branch_sql(_approx_sql(where, light=light), light)
 
 
 def _small_sql(where: _Where, light: bool = False) -> str:
-    """The vector statement of an org known to have at most `EXACT_MAX_ROWS` candidates
-    (`_org_sizes`): the exact scan alone, no count (`:bound` is the remembered count)."""
-    return (
-        f"SELECT {_outer(light)}, CAST(:bound AS bigint) AS candidates, {_VECTOR_COLUMNS} "
-        f"FROM ({_exact_sql(where, where.sql, light)}) nearest"
-    )
+    """An org known to have at most `EXACT_MAX_ROWS` candidates: the exact scan alone."""
+    return _one_branch_sql(_exact_sql(where, where.sql, light), light)
 
 
 def _fallback_sql(where: _Where, light: bool = False) -> str:
